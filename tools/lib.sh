@@ -1,0 +1,121 @@
+# Shared helpers for the project's commands (sourced, not run).
+# Everything here is idempotent: each ensure_* does nothing when its thing is ready.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${REDIS_VPS_VENV:-$REPO_ROOT/.venv}"
+STATE_DIR="${REDIS_VPS_STATE:-/var/tmp/redis-vps}"   # images' root filesystems, VM disks, logs
+BASE_SUITE="${REDIS_VPS_SUITE:-bookworm}"
+BASE_IMAGE="${REDIS_VPS_IMAGE:-redis-vps/debian:${BASE_SUITE}}"
+DEBIAN_MIRROR="http://deb.debian.org/debian"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Debian packages the tooling needs on the controller (not on the managed hosts).
+ensure_apt_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Python venv with the pinned controller stack (requirements.txt).
+ensure_venv() {
+  local stamp="$VENV/.requirements.sha256" want
+  want="$(sha256sum "$REPO_ROOT/requirements.txt" | cut -d' ' -f1)"
+  if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating the Python venv in $VENV"
+    python3 -m venv "$VENV"
+    mkdir -p "$STATE_DIR"
+    "$VENV/bin/pip" install -q -r "$REPO_ROOT/requirements.txt" >"$STATE_DIR/pip.log" 2>&1 \
+      || { cat "$STATE_DIR/pip.log" >&2; return 1; }
+    echo "$want" > "$stamp"
+  fi
+  export PATH="$VENV/bin:$PATH"
+  export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
+}
+
+# A Docker engine from Debian's docker.io, started detached when nothing answers.
+ensure_docker() {
+  docker info >/dev/null 2>&1 && return 0
+  ensure_apt_packages docker.io
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    mkdir -p "$STATE_DIR"
+    setsid dockerd >"$STATE_DIR/dockerd.log" 2>&1 < /dev/null &
+    local i
+    for i in $(seq 1 60); do
+      docker info >/dev/null 2>&1 && return 0
+      sleep 1
+    done
+    log "dockerd did not answer within 60 s; see $STATE_DIR/dockerd.log"
+    return 1
+  fi
+}
+
+# The lab's Debian base image: debootstrap (minbase) + docker import. No project config inside.
+ensure_base_image() {
+  ensure_docker
+  docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return 0
+  ensure_apt_packages debootstrap
+  local rootfs="$STATE_DIR/rootfs-$BASE_SUITE"
+  log "building $BASE_IMAGE with debootstrap (about a minute)"
+  rm -rf "$rootfs"
+  mkdir -p "$rootfs"
+  debootstrap --variant=minbase \
+    --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps \
+    "$BASE_SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$STATE_DIR/debootstrap-$BASE_SUITE.log" 2>&1
+  cat > "$rootfs/etc/apt/sources.list" <<SOURCES
+deb $DEBIAN_MIRROR $BASE_SUITE main
+deb $DEBIAN_MIRROR $BASE_SUITE-updates main
+deb http://deb.debian.org/debian-security $BASE_SUITE-security main
+SOURCES
+  # Like a fresh VPS image: no package lists yet, no cached .debs.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
+  # Units that cannot work in a container and only add noise to "systemctl is-system-running".
+  local unit
+  for unit in systemd-modules-load.service sys-kernel-config.mount sys-kernel-debug.mount \
+              sys-kernel-tracing.mount systemd-remount-fs.service getty@tty1.service \
+              console-getty.service systemd-firstboot.service; do
+    ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+  done
+  echo "redis-lab" > "$rootfs/etc/hostname"
+  tar -C "$rootfs" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' - "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+}
+
+# Options that give a faithful systemd "VPS" in a container on this platform (see docs/lab.md):
+# every capability but SYS_RESOURCE, no seccomp/apparmor, host cgroup namespace, tmpfs /run.
+LAB_DOCKER_OPTS=(
+  --cap-add ALL --cap-drop SYS_RESOURCE
+  --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+  --tmpfs /run --tmpfs /run/lock
+)
+
+# Start (or keep) a systemd container NAME from the base image, and wait until systemd is up.
+ensure_vps_container() {
+  local name="$1"; shift
+  ensure_base_image
+  if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" != "true" ]; then
+    docker rm -f "$name" >/dev/null 2>&1 || true
+    log "starting the systemd container $name"
+    docker run -d --name "$name" --hostname "$name" "${LAB_DOCKER_OPTS[@]}" "$@" "$BASE_IMAGE" /sbin/init >/dev/null
+  fi
+  wait_for_systemd "$name"
+}
+
+wait_for_systemd() {
+  local name="$1" state i
+  for i in $(seq 1 60); do
+    state="$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)"
+    case "$state" in running|degraded) return 0 ;; esac
+    sleep 0.5
+  done
+  log "systemd in $name did not come up (state: $state)"
+  return 1
+}
