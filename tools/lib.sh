@@ -67,7 +67,7 @@ ensure_base_image() {
   rm -rf "$rootfs"
   mkdir -p "$rootfs"
   debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps \
+    --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps,openssh-server \
     "$BASE_SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$STATE_DIR/debootstrap-$BASE_SUITE.log" 2>&1
   cat > "$rootfs/etc/apt/sources.list" <<SOURCES
 deb $DEBIAN_MIRROR $BASE_SUITE main
@@ -83,6 +83,20 @@ SOURCES
               console-getty.service systemd-firstboot.service; do
     ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
   done
+  # Host keys are made at first boot, per container, like on a new VPS.
+  rm -f "$rootfs"/etc/ssh/ssh_host_*
+  cat > "$rootfs/etc/systemd/system/ssh-hostkeys.service" <<UNIT
+[Unit]
+Description=Generate SSH host keys on first boot
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+[Install]
+WantedBy=multi-user.target
+UNIT
+  ln -sf /etc/systemd/system/ssh-hostkeys.service "$rootfs/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
   echo "redis-lab" > "$rootfs/etc/hostname"
   tar -C "$rootfs" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' - "$BASE_IMAGE" >/dev/null
   rm -rf "$rootfs"
@@ -107,6 +121,33 @@ ensure_vps_container() {
     docker run -d --name "$name" --hostname "$name" "${LAB_DOCKER_OPTS[@]}" "$@" "$BASE_IMAGE" /sbin/init >/dev/null
   fi
   wait_for_systemd "$name"
+}
+
+# The controller's key for the lab VPSs (root login), made once.
+LAB_KEY="$STATE_DIR/lab_ed25519"
+ensure_lab_key() {
+  [ -f "$LAB_KEY" ] && return 0
+  mkdir -p "$STATE_DIR"
+  ssh-keygen -q -t ed25519 -N '' -C redis-vps-lab -f "$LAB_KEY"
+}
+
+# Authorize the lab key for root in container NAME, as a VPS provider does at creation.
+authorize_lab_key() {
+  local name="$1"
+  ensure_lab_key
+  docker exec -i "$name" sh -c 'umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys' < "$LAB_KEY.pub"
+}
+
+# Wait until sshd answers on 127.0.0.1:PORT.
+wait_for_ssh() {
+  local port="$1" i
+  for i in $(seq 1 60); do
+    ssh -i "$LAB_KEY" -p "$port" -o BatchMode=yes -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=2 root@127.0.0.1 true 2>/dev/null && return 0
+    sleep 0.5
+  done
+  log "no SSH on 127.0.0.1:$port"
+  return 1
 }
 
 wait_for_systemd() {

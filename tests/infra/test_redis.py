@@ -1,0 +1,202 @@
+"""Behaviour of the two Redis instances on a provisioned host."""
+import re
+import shlex
+import time
+
+import pytest
+from conftest import INSTANCES, SOCKET, RedisCommandError, destructive
+
+PORTS = {"cache": 6379, "queue": 6380}
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_instance_runs_and_is_enabled(host, name):
+    service = host.service("redis-server@%s" % name)
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_package_default_instance_is_masked(host):
+    assert host.run("systemctl is-enabled redis-server.service").stdout.strip() == "masked"
+    assert not host.service("redis-server").is_running
+
+
+def test_redis_listens_on_loopback_only(host):
+    listening = host.run("ss -Hltnp").stdout.splitlines()
+    redis_lines = [line for line in listening if '"redis-server"' in line]
+    ports = {int(re.search(r":(\d+)\s", line).group(1)) for line in redis_lines}
+    assert ports == set(PORTS.values())
+    for line in redis_lines:
+        local = line.split()[3]
+        assert local.startswith(("127.0.0.1:", "[::1]:")), line
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_unix_socket_answers_with_auth(redis, name):
+    assert redis.run(name, "PING", user="default") == "PONG"
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_unauthenticated_command_is_refused(host, redis, name):
+    anonymous = host.run("redis-cli -p %d PING" % PORTS[name])
+    assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+    wrong = host.run("REDISCLI_AUTH=not-the-password redis-cli --no-auth-warning -p %d PING" % PORTS[name])
+    assert "WRONGPASS" in wrong.stdout + wrong.stderr
+    # The right password over TCP works too.
+    assert redis.run(name, "PING", user="default") == "PONG"
+
+
+def test_live_settings_are_the_intended_ones(redis, expected_maxmemory):
+    common = {
+        "bind": "127.0.0.1 -::1", "protected-mode": "yes", "tcp-backlog": "511", "timeout": "300",
+        "tcp-keepalive": "60", "hz": "20", "dynamic-hz": "yes", "supervised": "systemd",
+        "lazyfree-lazy-eviction": "yes", "lazyfree-lazy-expire": "yes",
+        "lazyfree-lazy-server-del": "yes", "lazyfree-lazy-user-del": "yes",
+    }
+    own = {
+        "cache": {"port": "6379", "maxmemory-policy": "allkeys-lru", "save": "", "appendonly": "no",
+                  "dir": "/var/lib/redis/cache"},
+        "queue": {"port": "6380", "maxmemory-policy": "noeviction", "save": "3600 1 300 100 60 10000",
+                  "appendonly": "yes", "appendfsync": "everysec", "dir": "/var/lib/redis/queue"},
+    }
+    for name in INSTANCES:
+        want = dict(common, **own[name], maxmemory=str(expected_maxmemory[name]),
+                    unixsocket=SOCKET.format(name))
+        have = {key: redis.config(name, key) for key in want}
+        assert have == want, name
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_config_files_keep_secrets_private(host, name):
+    for path in ("/etc/redis/redis-%s.conf" % name, "/etc/redis/redis-%s.acl" % name):
+        f = host.file(path)
+        assert f.user == "redis" and f.group == "root" and f.mode == 0o640, path
+    data = host.file("/var/lib/redis/%s" % name)
+    assert data.user == "redis" and data.mode == 0o700
+
+
+def test_no_cleartext_password_on_the_host(host, credentials):
+    """Redis files hold only SHA-256 hashes; logs never see a password."""
+    files = host.run("ls /etc/redis/redis-*.conf /etc/redis/redis-*.acl /var/log/redis/*.log").stdout.split()
+    assert files
+    for path in files:
+        content = host.file(path).content_string
+        for name, secret in credentials.items():
+            assert secret not in content, "the %s password is in cleartext in %s" % (name, path)
+
+
+@destructive
+def test_cache_evicts_under_memory_pressure_without_write_errors(host, redis):
+    """Fill the cache past a lowered maxmemory: old keys go, every write succeeds."""
+    before = int(redis.info("cache", "stats")["evicted_keys"])
+    original = redis.config("cache", "maxmemory")
+    redis.run("cache", "CONFIG", "SET", "maxmemory", "8mb")
+    try:
+        out = fill(host, redis, "cache", prefix="pressure:cache", count=400, size=100_000)
+        assert "errors: 0" in out, out
+        stats = redis.info("cache", "stats")
+        assert int(stats["evicted_keys"]) > before
+        keys = int(redis.run("cache", "DBSIZE"))
+        assert 0 < keys < 400
+    finally:
+        redis.run("cache", "CONFIG", "SET", "maxmemory", original)
+
+
+@destructive
+def test_queue_refuses_writes_when_full_and_evicts_nothing(host, redis):
+    """Under noeviction a full queue answers OOM to writes and keeps every key."""
+    before = int(redis.info("queue", "stats")["evicted_keys"])
+    original = redis.config("queue", "maxmemory")
+    used = int(redis.info("queue", "memory")["used_memory"])
+    redis.run("queue", "CONFIG", "SET", "maxmemory", str(used + 4 * 1024 * 1024))
+    try:
+        # Small values: the dataset itself must outgrow maxmemory, not a query buffer.
+        filled = fill(host, redis, "queue", prefix="pressure:queue", count=8000, size=1000)
+        assert re.search(r"errors: [1-9]", filled), filled
+        refused = redis.run("queue", "SET", "pressure:queue:one-more", "x", user="default", check=False)
+        assert "OOM command not allowed" in refused
+        assert int(redis.info("queue", "stats")["evicted_keys"]) == before
+        assert int(redis.run("queue", "EXISTS", "pressure:queue:0")) == 1
+    finally:
+        redis.run("queue", "CONFIG", "SET", "maxmemory", original)
+        redis.run("queue", "EVAL", "for _, k in ipairs(redis.call('SCAN', 0, 'MATCH', ARGV[1], 'COUNT', 10000)[2])"
+                  " do redis.call('DEL', k) end", "0", "pressure:queue:*")
+
+
+@destructive
+def test_queue_key_survives_kill_9(host, redis):
+    redis.run("queue", "SET", "durable:kill9", "still-here", user="default")
+    pid_before = host.run("systemctl show -p MainPID --value redis-server@queue").stdout.strip()
+    host.run_test("systemctl kill -s SIGKILL redis-server@queue")
+    wait_for_new_pid(host, "redis-server@queue", pid_before)
+    assert redis.run("queue", "GET", "durable:kill9", user="default") == "still-here"
+    redis.run("queue", "DEL", "durable:kill9")
+
+
+@destructive
+def test_cache_leaves_no_rdb_or_aof_file(host, redis):
+    redis.run("cache", "SET", "ephemeral:key", "v", user="default")
+    pid_before = host.run("systemctl show -p MainPID --value redis-server@cache").stdout.strip()
+    host.run_test("systemctl restart redis-server@cache")
+    wait_for_new_pid(host, "redis-server@cache", pid_before)
+    assert host.run("ls -A /var/lib/redis/cache").stdout.strip() == ""
+    assert redis.run("cache", "EXISTS", "ephemeral:key") == "0"
+
+
+def fill(host, redis, instance, prefix, count, size):
+    """SET `count` values of `size` bytes as the application user, pipelined; redis-cli's report."""
+    generator = (
+        "import sys\n"
+        "v = 'x' * %d\n"
+        "for i in range(%d):\n"
+        "    k = '%s:%%d' %% i\n"
+        "    sys.stdout.write('*3\\r\\n$3\\r\\nSET\\r\\n$%%d\\r\\n%%s\\r\\n$%%d\\r\\n%%s\\r\\n'"
+        " %% (len(k), k, len(v), v))\n" % (size, count, prefix))
+    out = host.run("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s %s --user default --pipe" % (
+        shlex.quote(generator), shlex.quote(redis.credentials[instance]), SOCKET.format(instance)))
+    return out.stdout + out.stderr
+
+
+def wait_for_new_pid(host, unit, old_pid, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = host.run("systemctl show -p MainPID --value %s" % unit).stdout.strip()
+        if pid not in ("", "0", old_pid) and host.run("systemctl is-active %s" % unit).stdout.strip() == "active":
+            return pid
+        time.sleep(0.3)
+    raise AssertionError("%s did not come back within %d s" % (unit, timeout))
+
+
+def test_redis_command_errors_hide_the_password(redis, credentials):
+    with pytest.raises(RedisCommandError) as caught:
+        redis.run("cache", "PING", password=credentials["cache"] + "-wrong", user="nobody")
+    assert credentials["cache"] not in str(caught.value)
+
+
+DENIED = [["FLUSHALL"], ["FLUSHDB"], ["CONFIG", "GET", "maxmemory"], ["DEBUG", "SLEEP", "0"], ["SHUTDOWN"],
+          ["KEYS", "*"], ["MONITOR"], ["ACL", "LIST"], ["MODULE", "LIST"], ["REPLICAOF", "NO", "ONE"],
+          ["BGREWRITEAOF"], ["CLIENT", "KILL", "ID", "999999"], ["SWAPDB", "0", "1"]]
+ALLOWED = [["SET", "acl:s", "1"], ["GET", "acl:s"], ["HSET", "acl:h", "f", "v"], ["LPUSH", "acl:l", "x"],
+           ["SADD", "acl:set", "m"], ["ZADD", "acl:z", "1", "m"], ["XADD", "acl:x", "*", "f", "v"],
+           ["PUBLISH", "acl:ch", "hi"], ["SCAN", "0"], ["INFO", "server"], ["EVAL", "return 1", "0"],
+           ["FUNCTION", "LIST"], ["CLIENT", "SETNAME", "app"], ["EXPIRE", "acl:s", "60"],
+           ["DEL", "acl:s", "acl:h", "acl:l", "acl:set", "acl:z", "acl:x"]]
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_app_user_acl_matrix(redis, name):
+    for command in DENIED:
+        reply = redis.run(name, *command, user="default", check=False)
+        # DEBUG and MODULE are refused even before the ACL (enable-*-command no).
+        assert "NOPERM" in reply or "command not allowed" in reply, (command, reply)
+        dry = redis.run(name, "ACL", "DRYRUN", "default", *command, check=False)
+        assert "no permissions" in dry, (command, dry)
+    for command in ALLOWED:
+        reply = redis.run(name, *command, user="default", check=False)
+        assert not reply.startswith(("NOPERM", "ERR", "WRONGPASS")), (command, reply)
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_admin_user_may_administer(redis, name):
+    assert redis.run(name, "ACL", "WHOAMI") == "admin"
+    assert redis.run(name, "CONFIG", "GET", "maxmemory").startswith("maxmemory")
