@@ -4,7 +4,7 @@ import pathlib
 import re
 
 import pytest
-from conftest import destructive
+from helpers import destructive
 
 CLIENT = (pathlib.Path(__file__).resolve().parents[1] / "fcgi_request.py").read_text()
 SCRIPT_DIR = "/var/www/redis-vps-test"

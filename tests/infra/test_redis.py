@@ -4,7 +4,7 @@ import shlex
 import time
 
 import pytest
-from conftest import INSTANCES, SOCKET, RedisCommandError, destructive
+from helpers import INSTANCES, SOCKET, RedisCommandError, destructive
 
 PORTS = {"cache": 6379, "queue": 6380}
 

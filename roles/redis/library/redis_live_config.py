@@ -23,6 +23,9 @@ options:
   config: {description: "Intended settings, Redis names to values in CONFIG GET form (sizes in bytes).", type: dict, required: true}
   live: {description: Names of the settings that may be changed at runtime., type: list, elements: str, default: []}
   acl_load: {description: Reload the users from the instance's aclfile with ACL LOAD (atomic; a bad file changes nothing)., type: bool, default: false}
+  app_password:
+    description: Password the C(default) user should have; if the running server refuses it, the users are reloaded too.
+    type: str
   timeout: {description: Seconds to wait for the socket to accept connections., type: int, default: 10}
 author: redis-vps developers
 """
@@ -121,6 +124,18 @@ def plan_changes(running, intended, live):
     return changes, sorted(restart)
 
 
+def authenticates(params, user, password):
+    """Whether the running server accepts this user and password."""
+    conn = connect(params["socket"], params["timeout"])
+    try:
+        conn.call("AUTH", user, password)
+        return True
+    except RedisError:
+        return False
+    finally:
+        conn.close()
+
+
 def info_field(info, field):
     for line in info.splitlines():
         if line.startswith(field + ":"):
@@ -137,6 +152,7 @@ def main():
             config=dict(type="dict", required=True),
             live=dict(type="list", elements="str", default=[]),
             acl_load=dict(type="bool", default=False),
+            app_password=dict(type="str", no_log=True),
             timeout=dict(type="int", default=10),
         ),
         supports_check_mode=True,
@@ -155,9 +171,15 @@ def main():
                 raise
             result["restart_required"] = ["auth"]
             module.exit_json(**result)
+        if params["app_password"] and not authenticates(params, "default", params["app_password"]):
+            params["acl_load"] = True   # the running users differ from the file
         if params["acl_load"]:
             if not module.check_mode:
                 conn.call("ACL", "LOAD")
+                # Redis drops the connections of reloaded users, ours included.
+                conn.close()
+                conn = connect(params["socket"], params["timeout"])
+                conn.call("AUTH", params["user"], params["password"])
             result["changed"] = True
         flat = conn.call("CONFIG", "GET", "*")
         running = dict(zip(flat[::2], flat[1::2]))

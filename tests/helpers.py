@@ -1,0 +1,91 @@
+"""Fixtures and helpers shared by the testinfra suites (tests/infra, tests/rerun).
+
+Run by molecule's verifier, or by hand against any inventory:
+    pytest tests/infra --hosts='ansible://redis_servers' --ansible-inventory=inventory/prod
+Tests that disturb a host (memory pressure, kill -9, restarts) run only where
+REDIS_VPS_DESTRUCTIVE=1 (molecule sets it; never set it for a production host).
+"""
+import os
+import pathlib
+import shlex
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "roles" / "redis" / "filter_plugins"))
+import redis_sizes  # noqa: E402  (the role's own size and plan rules)
+
+INSTANCES = ("cache", "queue")
+SOCKET = "/run/redis-{}/redis-server.sock"
+DESTRUCTIVE = os.environ.get("REDIS_VPS_DESTRUCTIVE") == "1"
+
+destructive = pytest.mark.skipif(not DESTRUCTIVE, reason="disturbs the host; set REDIS_VPS_DESTRUCTIVE=1 on a test host")
+
+
+class RedisCommandError(AssertionError):
+    """A redis-cli call failed; the message never contains a password."""
+
+
+@pytest.fixture(scope="module")
+def hostvars(host):
+    return host.ansible.get_variables()
+
+
+@pytest.fixture(scope="module")
+def credentials(hostvars):
+    """Passwords as the controller knows them: given in the inventory, else generated files."""
+    folder = pathlib.Path(hostvars.get("redis_credentials_dir") or REPO / ".secrets")
+    out = {}
+    for name in INSTANCES + ("admin",):
+        given = hostvars.get("redis_%s_password" % name)
+        out[name] = given or (folder / hostvars["inventory_hostname"] / ("redis_%s_password" % name)).read_text().strip()
+    return out
+
+
+class Redis:
+    """redis-cli on the host, over an instance's unix socket.
+
+    The password travels in REDISCLI_AUTH (never -a); errors are re-raised
+    without the command line so that no password reaches a test report.
+    """
+
+    def __init__(self, host, credentials):
+        self.host = host
+        self.credentials = credentials
+
+    def run(self, instance, *args, user="admin", password=None, check=True):
+        if password is None:
+            password = self.credentials["admin" if user == "admin" else instance]
+        cmd = "REDISCLI_AUTH=%s redis-cli --no-auth-warning -s %s --user %s %s" % (
+            shlex.quote(password), SOCKET.format(instance), shlex.quote(user),
+            " ".join(shlex.quote(str(a)) for a in args))
+        result = self.host.run(cmd)
+        if check and (result.rc != 0 or result.stdout.startswith(("ERR", "NOAUTH", "WRONGPASS", "NOPERM"))):
+            raise RedisCommandError("redis-cli %s on %s failed (rc %s): %s" % (
+                " ".join(map(str, args[:2])), instance, result.rc, result.stderr.replace(password, "***")))
+        return (result.stdout + result.stderr).strip()
+
+    def config(self, instance, name):
+        reply = self.run(instance, "CONFIG", "GET", name).split("\n")
+        return reply[1] if len(reply) > 1 else ""   # an empty value (save "") is stripped away
+
+    def info(self, instance, section):
+        pairs = (line.split(":", 1) for line in self.run(instance, "INFO", section).splitlines() if ":" in line)
+        return {k: v.strip() for k, v in pairs}
+
+
+@pytest.fixture(scope="module")
+def redis(host, credentials):
+    return Redis(host, credentials)
+
+
+@pytest.fixture(scope="module")
+def expected_maxmemory(hostvars, host):
+    """maxmemory of each instance in bytes, by the role's own rules."""
+    ram = hostvars.get("redis_host_memory_mb")
+    if ram is None:
+        ram = int(host.run("awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo").stdout)
+    plan = redis_sizes.redis_memory_plan(ram)
+    return {name: redis_sizes.redis_bytes(hostvars.get("redis_%s_maxmemory" % name) or plan[name])
+            for name in INSTANCES}

@@ -1,0 +1,179 @@
+"""Reruns of site.yml on a provisioned host: live changes, restarts, rollback, refusals.
+
+These run ansible-playbook from the controller against molecule's inventory
+(MOLECULE_INVENTORY_FILE), so they only run inside a molecule scenario.
+"""
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+
+import pytest
+from helpers import REPO, RedisCommandError
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
+pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
+
+WATCHED = "/etc/redis/redis-cache.conf /etc/redis/redis-cache.acl /etc/redis/redis-queue.conf " \
+          "/etc/redis/redis-queue.acl /etc/php/*/fpm/conf.d/90-redis-sessions.ini"
+
+
+def playbook(*args, extra_vars=None, tmp_path=None):
+    """Run site.yml; return (rc, output with runs of white space folded to one space)."""
+    cmd = ["ansible-playbook", "-i", INVENTORY, str(REPO / "site.yml"), *args]
+    if extra_vars is not None:
+        path = tmp_path / "vars.json"
+        path.write_text(json.dumps(extra_vars))
+        cmd += ["-e", "@%s" % path]
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+
+def changed_count(output):
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
+
+
+def run_id(redis, name):
+    return redis.info(name, "server")["run_id"]
+
+
+def snapshot(host, redis):
+    """What must not move when a run is refused: file checksums and run_ids."""
+    sums = host.run("sha256sum %s" % WATCHED).stdout
+    return sums, run_id(redis, "cache"), run_id(redis, "queue")
+
+
+def test_policy_and_size_change_live_without_restart_or_lost_key(host, redis):
+    generator = "import sys\nfor i in range(10000): sys.stdout.write('SET live:%d %d\\n' % (i, i))"
+    host.run_test("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s /run/redis-cache/redis-server.sock "
+                  "--user default > /dev/null" % (shlex.quote(generator), shlex.quote(redis.credentials["cache"])))
+    keys_before = int(redis.run("cache", "DBSIZE"))
+    assert keys_before >= 10000
+    ids = run_id(redis, "cache"), run_id(redis, "queue")
+
+    changes = ["-e", "redis_cache_maxmemory_policy=allkeys-lfu", "-e", "redis_cache_maxmemory=300mb",
+               "-e", "redis_queue_maxmemory=100mb"]
+    rc, out = playbook(*changes)
+    assert rc == 0, out
+    assert redis.config("cache", "maxmemory-policy") == "allkeys-lfu"
+    assert redis.config("cache", "maxmemory") == str(300 * 2 ** 20)
+    assert redis.config("queue", "maxmemory") == str(100 * 2 ** 20)
+    assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids, "an instance was restarted"
+    assert int(redis.run("cache", "DBSIZE")) == keys_before
+    assert "allkeys-lfu" in host.file("/etc/redis/redis-cache.conf").content_string
+
+    rc, out = playbook(*changes)
+    assert rc == 0 and changed_count(out) == 0, out
+
+    rc, out = playbook()   # back to the defaults, live again
+    assert rc == 0, out
+    assert redis.config("cache", "maxmemory-policy") == "allkeys-lru"
+    assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids
+    assert int(redis.run("cache", "DBSIZE")) == keys_before
+
+
+def test_check_diff_shows_the_change_and_no_secret(host, redis):
+    before = snapshot(host, redis)
+    rc, out = playbook("--check", "--diff", "-e", "redis_cache_maxmemory=200mb")
+    assert rc == 0, out
+    assert "+maxmemory 200mb" in out and "-maxmemory 256mb" in out
+    for secret in redis.credentials.values():
+        assert secret not in out
+    assert snapshot(host, redis) == before
+
+
+def test_restart_only_change_restarts_only_its_instance(host, redis):
+    redis.run("queue", "SET", "restart:queue-key", "kept", user="default")
+    queue_id, cache_id = run_id(redis, "queue"), run_id(redis, "cache")
+    rc, out = playbook("-e", "redis_cache_port=6390")
+    assert rc == 0, out
+    assert host.socket("tcp://127.0.0.1:6390").is_listening
+    assert not host.socket("tcp://127.0.0.1:6379").is_listening
+    assert run_id(redis, "cache") != cache_id
+    assert run_id(redis, "queue") == queue_id
+    rc, out = playbook()
+    assert rc == 0, out
+    assert host.socket("tcp://127.0.0.1:6379").is_listening
+    assert redis.run("queue", "GET", "restart:queue-key", user="default") == "kept"
+
+
+def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(host, redis):
+    # Something else holds the port: Redis cannot bind it and fails to start.
+    host.run_test("systemd-run --unit squatter python3 -m http.server --bind 127.0.0.1 6391")
+    try:
+        wait_listening(host, 6391)
+        conf_before = host.file("/etc/redis/redis-cache.conf").sha256sum
+        rc, out = playbook("-e", "redis_cache_port=6391")
+        assert rc != 0
+        assert "previous files are back in place" in out, out
+        assert host.file("/etc/redis/redis-cache.conf").sha256sum == conf_before
+        assert host.run("ls /etc/redis | grep -c '~'").stdout.strip() == "0", "backup files left behind"
+        assert redis.run("cache", "PING", user="default") == "PONG"
+        assert host.socket("tcp://127.0.0.1:6379").is_listening
+    finally:
+        host.run("systemctl stop squatter")
+    rc, out = playbook()
+    assert rc == 0 and changed_count(out) == 0, out
+
+
+PUNCTUATION_PASSWORD = "Letters " + "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + " End"
+
+
+def test_password_with_every_punctuation_character_works_end_to_end(host, redis, tmp_path):
+    queue_id = run_id(redis, "queue")
+    rc, out = playbook(extra_vars={"redis_queue_password": PUNCTUATION_PASSWORD}, tmp_path=tmp_path)
+    assert rc == 0, out
+    assert PUNCTUATION_PASSWORD not in out
+    assert run_id(redis, "queue") == queue_id, "a password change must not restart the queue"
+    assert redis.run("queue", "PING", user="default", password=PUNCTUATION_PASSWORD) == "PONG"
+    with pytest.raises(RedisCommandError):
+        redis.run("queue", "PING", user="default")   # the old password is gone
+    version = host.run("phpquery -V | sort -V | tail -1").stdout.strip()
+    host.run_test("mkdir -p /var/www/rerun && echo '<?php session_start(); $_SESSION[\"n\"] = 1; "
+                  "echo session_id();' > /var/www/rerun/s.php")
+    client = (REPO / "tests" / "fcgi_request.py").read_text()
+    host.run_test("cat > /usr/local/lib/fcgi_request.py << 'EOF'\n%s\nEOF" % client)
+    out = host.run("python3 /usr/local/lib/fcgi_request.py /run/php/php%s-fpm.sock /var/www/rerun/s.php" % version)
+    sid = out.stdout.strip().splitlines()[-1]
+    assert "Set-Cookie: PHPSESSID=" in out.stdout, out.stdout
+    assert redis.run("queue", "-n", "1", "EXISTS", "PHPREDIS_SESSION:" + sid) == "1"
+    rc, out = playbook()   # back to the generated password
+    assert rc == 0, out
+
+
+BAD_INPUT = [
+    ({"redis_cache_maxmemory_policy": "most-recent"}, r"redis_cache_maxmemory_policy must be one of"),
+    ({"redis_queue_maxmemory_policy": ""}, r"redis_queue_maxmemory_policy must be one of"),
+    ({"redis_cache_maxmemory": "lots"}, r"redis_cache_maxmemory must be a size"),
+    ({"redis_queue_maxmemory": "-1mb"}, r"redis_queue_maxmemory must be a size"),
+    ({"redis_queue_maxmemory": "64gb"}, r"must fit in 75% of redis_host_memory_mb"),
+    ({"redis_cache_port": 70000}, r"redis_cache_port \(70000\) and redis_queue_port \(6380\) must be two different ports"),
+    ({"redis_cache_port": 80}, r"must be two different ports from 1024 to 65535"),
+    ({"redis_queue_port": 6379}, r"redis_queue_port \(6379\) must be two different ports"),
+    ({"redis_cache_password": "short"}, r"redis_cache_password: a password must be at least 16"),
+    ({"redis_admin_password": "YourVeryStrongRedisPassword!"}, r"redis_admin_password: a password .*placeholder"),
+    ({"redis_queue_password": "sixteen chars and a\nnewline"}, r"redis_queue_password: a password must be"),
+    ({"redis_host_memory_mb": "lots"}, r"redis_host_memory_mb.*(int|convert)"),
+    ({"redis_host_memory_mb": 256}, r"redis_host_memory_mb must be the host's RAM in MB, at least 512"),
+    ({"php_session_redis_database": 16}, r"php_session_redis_database must be 0-15"),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_INPUT, ids=[next(iter(b)) + "=" + str(next(iter(b.values()))) for b, _ in BAD_INPUT])
+def test_bad_input_is_refused_before_any_change(host, redis, tmp_path, bad, message):
+    before = snapshot(host, redis)
+    rc, out = playbook(extra_vars=bad, tmp_path=tmp_path)
+    assert rc != 0
+    assert re.search(message, out), out[-3000:]
+    assert "Check the input before anything changes" in out.split("fatal:")[0].rsplit("PLAY [", 1)[-1]
+    assert snapshot(host, redis) == before
+
+
+def wait_listening(host, port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not host.socket("tcp://127.0.0.1:%d" % port).is_listening:
+        assert time.monotonic() < deadline, "nothing listens on %d" % port
+        time.sleep(0.2)
