@@ -126,9 +126,7 @@ def test_queue_refuses_writes_when_full_and_evicts_nothing(host, redis):
 @destructive
 def test_queue_key_survives_kill_9(host, redis):
     redis.run("queue", "SET", "durable:kill9", "still-here", user="default")
-    pid_before = host.run("systemctl show -p MainPID --value redis-server@queue").stdout.strip()
-    host.run_test("systemctl kill -s SIGKILL redis-server@queue")
-    wait_for_new_pid(host, "redis-server@queue", pid_before)
+    bounce(host, "redis-server@queue", "systemctl kill -s SIGKILL redis-server@queue")   # systemd restarts it
     assert redis.run("queue", "GET", "durable:kill9", user="default") == "still-here"
     redis.run("queue", "DEL", "durable:kill9")
 
@@ -136,9 +134,7 @@ def test_queue_key_survives_kill_9(host, redis):
 @destructive
 def test_cache_leaves_no_rdb_or_aof_file(host, redis):
     redis.run("cache", "SET", "ephemeral:key", "v", user="default")
-    pid_before = host.run("systemctl show -p MainPID --value redis-server@cache").stdout.strip()
-    host.run_test("systemctl restart redis-server@cache")
-    wait_for_new_pid(host, "redis-server@cache", pid_before)
+    bounce(host, "redis-server@cache", "systemctl restart redis-server@cache")
     assert host.run("ls -A /var/lib/redis/cache").stdout.strip() == ""
     assert redis.run("cache", "EXISTS", "ephemeral:key") == "0"
 
@@ -157,7 +153,10 @@ def fill(host, redis, instance, prefix, count, size):
     return out.stdout + out.stderr
 
 
-def wait_for_new_pid(host, unit, old_pid, timeout=20):
+def bounce(host, unit, command, timeout=20):
+    """Run `command` (which stops the unit's process) and wait for a new, active process."""
+    old_pid = host.run("systemctl show -p MainPID --value %s" % unit).stdout.strip()
+    host.run_test(command)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = host.run("systemctl show -p MainPID --value %s" % unit).stdout.strip()
