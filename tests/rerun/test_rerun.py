@@ -159,6 +159,11 @@ BAD_INPUT = [
     ({"redis_host_memory_mb": "lots"}, r"redis_host_memory_mb.*(int|convert)"),
     ({"redis_host_memory_mb": 256}, r"redis_host_memory_mb must be the host's RAM in MB, at least 512"),
     ({"php_session_redis_database": 16}, r"php_session_redis_database must be 0-15"),
+    ({"vps_hardening_ssh_port": 70000}, r"vps_hardening_ssh_port must be a port from 1 to 65535"),
+    ({"vps_hardening_firewall_allowed_ports": [{"port": 0}]}, r"vps_hardening_firewall_allowed_ports: each item needs a port"),
+    ({"vps_hardening_firewall_allowed_ports": [{"port": 443, "proto": "sctp"}]}, r"and a proto tcp or udp"),
+    ({"vps_hardening_ssh_allow_users": ["deploy"]}, r"vps_hardening_ssh_allow_users \(deploy\) does not include root"),
+    ({"ansible_password": "a-password-login"}, r"Ansible logs in to \S+ with a password"),
 ]
 
 

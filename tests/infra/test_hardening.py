@@ -1,0 +1,73 @@
+"""Hardening: the units' sandboxing, the firewall, sshd, security updates."""
+import os
+
+import pytest
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+SANDBOX = {
+    "User": "redis", "Group": "redis", "ProtectSystem": "strict", "ProtectHome": "yes",
+    "PrivateTmp": "yes", "PrivateUsers": "yes", "PrivateDevices": "yes", "NoNewPrivileges": "yes",
+    "MemoryDenyWriteExecute": "yes", "RestrictNamespaces": "yes", "CapabilityBoundingSet": "",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+}
+
+
+@pytest.mark.parametrize("name", ["cache", "queue"])
+def test_redis_units_keep_debians_sandboxing(host, name):
+    props = host.run("systemctl show redis-server@%s -p %s" % (name, ",".join(SANDBOX))).stdout
+    have = dict(line.split("=", 1) for line in props.splitlines())
+    assert have == SANDBOX
+    pid = host.run("systemctl show -p MainPID --value redis-server@%s" % name).stdout.strip()
+    assert host.run("ps -o user= -p %s" % pid).stdout.strip() == "redis"
+
+
+def test_firewall_drops_inbound_but_ssh(host, hostvars):
+    service = host.service("nftables")
+    assert service.is_enabled
+    ruleset = host.run("nft list chain inet filter input").stdout
+    assert "type filter hook input priority filter; policy drop;" in ruleset
+    assert "ct state established,related accept" in ruleset
+    assert 'iif "lo" accept' in ruleset
+    ssh_port = str(hostvars.get("vps_hardening_ssh_port", 22))
+    assert "tcp dport %s ct state new accept" % ssh_port in ruleset or \
+        "tcp dport { %s" % ssh_port in ruleset
+    for port in ("6379", "6380"):
+        assert port not in ruleset
+
+
+def test_sshd_effective_settings(host, hostvars):
+    effective = dict(line.split(" ", 1) for line in host.run("sshd -T").stdout.splitlines() if " " in line)
+    want = {
+        "passwordauthentication": "no", "kbdinteractiveauthentication": "no", "permitemptypasswords": "no",
+        "permitrootlogin": "without-password", "pubkeyauthentication": "yes", "x11forwarding": "no",
+        "allowagentforwarding": "no", "allowtcpforwarding": "local", "permittunnel": "no",
+        "port": str(hostvars.get("vps_hardening_ssh_port", 22)),
+    }
+    assert {key: effective.get(key) for key in want} == want
+    assert int(effective["maxauthtries"]) <= 4
+    assert host.service("ssh").is_running
+
+
+def test_security_updates_run_daily(host):
+    assert host.package("unattended-upgrades").is_installed
+    config = host.run("apt-config dump APT::Periodic").stdout
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in config
+    assert 'APT::Periodic::Update-Package-Lists "1";' in config
+    assert host.service("apt-daily-upgrade.timer").is_enabled
+
+
+def test_redis_ports_unreachable_from_another_host(host):
+    """From a second container on the same network, Redis is closed but SSH is open."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        pytest.skip("needs a molecule scenario with a probe host")
+    names = AnsibleRunner(inventory).get_hosts("probes")
+    if not names:
+        pytest.skip("no host in group probes")
+    probes = [testinfra.get_host("docker://" + name) for name in names]   # lab containers
+    address = host.run("hostname -I").stdout.split()[0]
+    check = "import socket,sys; s=socket.socket(); s.settimeout(2); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
+    for port, reachable in ((22, True), (6379, False), (6380, False)):
+        result = probes[0].run("python3 -c \"%s\" %s %d" % (check, address, port))
+        assert (result.rc == 0) is reachable, (port, result.rc)
