@@ -1,0 +1,116 @@
+"""What only a real kernel shows, on the 1 GB VM (tools/vm test runs these twice,
+REDIS_VPS_PHASE=before, then after a reboot)."""
+import base64
+import json
+import os
+import pathlib
+import re
+import shlex
+
+import pytest
+from helpers import INSTANCES, REPO
+
+PHASE = os.environ.get("REDIS_VPS_PHASE", "before")
+STATE = pathlib.Path(os.environ.get("REDIS_VPS_VM_STATE", "/tmp/redis-vps-vm-state.json"))
+FIGURES = pathlib.Path(os.environ.get("REDIS_VPS_VM_FIGURES", "/tmp/redis-vps-vm-figures.txt"))
+before_reboot = pytest.mark.skipif(PHASE != "before", reason="before the reboot only")
+after_reboot = pytest.mark.skipif(PHASE != "after", reason="after the reboot only")
+KERNEL_WARNINGS = ("overcommit_memory", "Memory overcommit must be enabled", "Transparent Huge Pages",
+                   "TCP backlog setting")
+
+
+def test_kernel_tuning_is_in_force(host):
+    assert host.sysctl("vm.overcommit_memory") == 1
+    assert host.sysctl("net.core.somaxconn") >= 511
+    for knob in ("enabled", "defrag"):
+        assert "[never]" in host.file("/sys/kernel/mm/transparent_hugepage/" + knob).content_string
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_redis_started_without_kernel_warnings(host, name):
+    log = host.file("/var/log/redis/redis-server-%s.log" % name).content_string
+    last_start = log.split("Redis is starting")[-1]
+    assert "Ready to accept connections" in last_start
+    for warning in KERNEL_WARNINGS:
+        assert warning not in last_start, warning
+
+
+@before_reboot
+def test_write_data_that_must_survive_a_reboot(host, redis):
+    redis.run("queue", "SET", "reboot:queue", "kept", user="default")
+    redis.run("cache", "SET", "reboot:cache", "dropped", user="default")
+    cookie, count = php_session(host)
+    STATE.write_text(json.dumps({"cookie": cookie, "count": count}))
+
+
+@after_reboot
+def test_data_after_the_reboot(host, redis):
+    for name in INSTANCES:
+        assert host.service("redis-server@%s" % name).is_enabled
+        assert host.service("redis-server@%s" % name).is_running
+    assert redis.run("queue", "GET", "reboot:queue", user="default") == "kept"
+    assert redis.run("cache", "DBSIZE") == "0", "the cache must come back empty"
+    saved = json.loads(STATE.read_text())
+    _, count = php_session(host, saved["cookie"])
+    assert count == saved["count"] + 1, "the PHP session did not survive the reboot"
+
+
+@before_reboot
+def test_memory_pressure_on_one_gigabyte(host, redis):
+    """Cache full, queue near full, an AOF rewrite under a burst of PHP requests: no OOM kill."""
+    cache_max = int(redis.config("cache", "maxmemory"))
+    queue_max = int(redis.config("queue", "maxmemory"))
+    fill(host, redis, "cache", "fill:cache", size=100_000, count=cache_max * 12 // 10 // 100_000)
+    fill(host, redis, "queue", "fill:queue", size=10_000, count=queue_max * 8 // 10 // 10_000)
+    assert int(redis.info("cache", "stats")["evicted_keys"]) > 0
+    host.run_test("dmesg --clear || true")
+    php = php_burst_command(host, 300)
+    burst = host.run("( %s > /tmp/burst.out 2>&1 & ) ; echo started" % php)
+    assert burst.rc == 0
+    redis.run("queue", "BGREWRITEAOF")
+    host.run_test("for i in $(seq 1 600); do REDISCLI_AUTH=%s redis-cli --no-auth-warning --user admin "
+                  "-s /run/redis-queue/redis-server.sock INFO persistence | grep -q 'aof_rewrite_in_progress:0' "
+                  "&& break; sleep 0.5; done" % shlex.quote(redis.credentials["admin"]))
+    host.run_test("for i in $(seq 1 600); do pgrep -f '[f]cgi_request.py' >/dev/null || break; sleep 0.5; done")
+    kernel = host.run("dmesg").stdout + host.run("journalctl -k -b --no-pager").stdout
+    assert not re.search(r"Out of memory|oom-kill|Killed process", kernel), kernel[-2000:]
+    for name in INSTANCES:
+        assert redis.run(name, "PING", user="default") == "PONG"
+    assert "Traceback" not in host.file("/tmp/burst.out").content_string
+    rss = host.run("ps -eo rss=,comm=,args= | grep -E 'redis-server|php-fpm' | grep -v grep").stdout
+    used = {name: redis.info(name, "memory")["used_memory_human"] for name in INSTANCES}
+    FIGURES.write_text("used_memory: %s\nRSS (kB) after the fill and the AOF rewrite:\n%s\n%s"
+                       % (used, rss, host.run("free -m").stdout))
+
+
+def fill(host, redis, instance, prefix, size, count):
+    generator = ("import sys\nv = 'x' * %d\nfor i in range(%d):\n    k = '%s:%%d' %% i\n"
+                 "    sys.stdout.write('*3\\r\\n$3\\r\\nSET\\r\\n$%%d\\r\\n%%s\\r\\n$%%d\\r\\n%%s\\r\\n' %% (len(k), k, len(v), v))\n"
+                 % (size, count, prefix))
+    out = host.run("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s /run/redis-%s/redis-server.sock "
+                   "--user default --pipe" % (shlex.quote(generator), shlex.quote(redis.credentials[instance]), instance))
+    assert "errors: 0" in out.stdout, out.stdout + out.stderr
+
+
+SESSION_PHP = "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'count=', $_SESSION['n'];"
+
+
+def install_php_client(host):
+    client = (REPO / "tests" / "fcgi_request.py").read_text()
+    for path, text in (("/usr/local/lib/fcgi_request.py", client), ("/var/www/vm/session.php", SESSION_PHP)):
+        host.run_test("mkdir -p %s && echo %s | base64 -d > %s" % (
+            os.path.dirname(path), base64.b64encode(text.encode()).decode(), path))
+    version = host.run("phpquery -V | sort -V | tail -1").stdout.strip()
+    return "python3 /usr/local/lib/fcgi_request.py /run/php/php%s-fpm.sock /var/www/vm/session.php" % version
+
+
+def php_session(host, cookie=""):
+    out = host.run("%s %s" % (install_php_client(host), shlex.quote(cookie))).stdout
+    count = int(re.search(r"count=(\d+)", out).group(1))
+    set_cookie = re.search(r"Set-Cookie: (PHPSESSID=[^;]+)", out)
+    return (set_cookie.group(1) if set_cookie else cookie), count
+
+
+def php_burst_command(host, requests):
+    cookie, _ = php_session(host)
+    return "%s %s %d" % (install_php_client(host), shlex.quote(cookie), requests)
