@@ -57,6 +57,32 @@ ensure_docker() {
   fi
 }
 
+# A root filesystem's apt sources: the suite, its updates and the security archive.
+write_apt_sources() {
+  cat > "$1/etc/apt/sources.list" <<SOURCES
+deb $DEBIAN_MIRROR $BASE_SUITE main
+deb $DEBIAN_MIRROR $BASE_SUITE-updates main
+deb http://deb.debian.org/debian-security $BASE_SUITE-security main
+SOURCES
+}
+
+# SSH host keys are made at first boot, per machine, like on a new VPS.
+host_keys_at_first_boot() {
+  rm -f "$1"/etc/ssh/ssh_host_*
+  cat > "$1/etc/systemd/system/ssh-hostkeys.service" <<UNIT
+[Unit]
+Description=Generate SSH host keys on first boot
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+[Install]
+WantedBy=multi-user.target
+UNIT
+  ln -sf /etc/systemd/system/ssh-hostkeys.service "$1/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
+}
+
 # The lab's Debian base image: debootstrap (minbase) + docker import. No project config inside.
 ensure_base_image() {
   ensure_docker
@@ -69,11 +95,7 @@ ensure_base_image() {
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps,openssh-server \
     "$BASE_SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$STATE_DIR/debootstrap-$BASE_SUITE.log" 2>&1
-  cat > "$rootfs/etc/apt/sources.list" <<SOURCES
-deb $DEBIAN_MIRROR $BASE_SUITE main
-deb $DEBIAN_MIRROR $BASE_SUITE-updates main
-deb http://deb.debian.org/debian-security $BASE_SUITE-security main
-SOURCES
+  write_apt_sources "$rootfs"
   # Like a fresh VPS image: no package lists yet, no cached .debs.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
   # Units that cannot work in a container and only add noise to "systemctl is-system-running".
@@ -83,20 +105,7 @@ SOURCES
               console-getty.service systemd-firstboot.service; do
     ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
   done
-  # Host keys are made at first boot, per container, like on a new VPS.
-  rm -f "$rootfs"/etc/ssh/ssh_host_*
-  cat > "$rootfs/etc/systemd/system/ssh-hostkeys.service" <<UNIT
-[Unit]
-Description=Generate SSH host keys on first boot
-Before=ssh.service
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-[Install]
-WantedBy=multi-user.target
-UNIT
-  ln -sf /etc/systemd/system/ssh-hostkeys.service "$rootfs/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
+  host_keys_at_first_boot "$rootfs"
   echo "redis-lab" > "$rootfs/etc/hostname"
   tar -C "$rootfs" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' - "$BASE_IMAGE" >/dev/null
   rm -rf "$rootfs"
