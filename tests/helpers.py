@@ -5,6 +5,7 @@ Run by molecule's verifier, or by hand against any inventory:
 Tests that disturb a host (memory pressure, kill -9, restarts) run only where
 REDIS_VPS_DESTRUCTIVE=1 (molecule sets it; never set it for a production host).
 """
+import base64
 import os
 import pathlib
 import shlex
@@ -89,3 +90,36 @@ def expected_maxmemory(hostvars, host):
     plan = redis_sizes.redis_memory_plan(ram)
     return {name: redis_sizes.redis_bytes(hostvars.get("redis_%s_maxmemory" % name) or plan[name])
             for name in INSTANCES}
+
+
+def fill(host, redis, instance, prefix, count, size):
+    """SET `count` values of `size` bytes as the application user, pipelined; redis-cli's report."""
+    generator = (
+        "import sys\n"
+        "v = 'x' * %d\n"
+        "for i in range(%d):\n"
+        "    k = '%s:%%d' %% i\n"
+        "    sys.stdout.write('*3\\r\\n$3\\r\\nSET\\r\\n$%%d\\r\\n%%s\\r\\n$%%d\\r\\n%%s\\r\\n'"
+        " %% (len(k), k, len(v), v))\n" % (size, count, prefix))
+    out = host.run("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s %s --user default --pipe" % (
+        shlex.quote(generator), shlex.quote(redis.credentials[instance]), SOCKET.format(instance)))
+    return out.stdout + out.stderr
+
+
+def put_file(host, path, text, mode="0644"):
+    """Write `text` to `path` on the host (base64 through the shell: any content, no quoting trouble)."""
+    host.run_test("mkdir -p %s && echo %s | base64 -d > %s && chmod %s %s" % (
+        shlex.quote(os.path.dirname(path)), base64.b64encode(text.encode()).decode(),
+        shlex.quote(path), mode, shlex.quote(path)))
+
+
+FCGI_CLIENT = "/usr/local/lib/fcgi_request.py"
+
+
+def php_request_command(host, script_path, script_text):
+    """Install tests/fcgi_request.py and a PHP script on the host; the command that requests
+    the script from the distribution's PHP-FPM (add a cookie, and a count, as arguments)."""
+    put_file(host, FCGI_CLIENT, (REPO / "tests" / "fcgi_request.py").read_text())
+    put_file(host, script_path, script_text)
+    version = host.run("phpquery -V | sort -V | tail -1").stdout.strip()
+    return "python3 %s /run/php/php%s-fpm.sock %s" % (FCGI_CLIENT, version, script_path)

@@ -1,12 +1,9 @@
 """PHP-FPM sessions land in the queue instance, proven by real FastCGI requests."""
-import base64
-import pathlib
 import re
 
 import pytest
-from helpers import destructive
+from helpers import FCGI_CLIENT, destructive, php_request_command
 
-CLIENT = (pathlib.Path(__file__).resolve().parents[1] / "fcgi_request.py").read_text()
 SCRIPT_DIR = "/var/www/redis-vps-test"
 PHP = """<?php
 session_start();
@@ -20,17 +17,14 @@ echo 'count=', $_SESSION['n'], ' id=', session_id(), ' handler=', ini_get('sessi
 def php(host, hostvars):
     if "php_servers" not in hostvars.get("group_names", []):
         pytest.skip("not a php_servers host")
+    command = php_request_command(host, SCRIPT_DIR + "/session.php", PHP)
     version = host.run("phpquery -V | sort -V | tail -1").stdout.strip()
-    host.run_test("mkdir -p %s" % SCRIPT_DIR)
-    for path, text in (("/usr/local/lib/fcgi_request.py", CLIENT), (SCRIPT_DIR + "/session.php", PHP)):
-        host.run_test("echo %s | base64 -d > %s" % (base64.b64encode(text.encode()).decode(), path))
-    host.run_test("chmod 0644 %s/session.php" % SCRIPT_DIR)
-    yield {"version": version, "socket": "/run/php/php%s-fpm.sock" % version}
-    host.run("rm -rf %s /usr/local/lib/fcgi_request.py" % SCRIPT_DIR)
+    yield {"version": version, "socket": "/run/php/php%s-fpm.sock" % version, "command": command}
+    host.run("rm -rf %s %s" % (SCRIPT_DIR, FCGI_CLIENT))
 
 
 def get(host, php, cookie=""):
-    out = host.run("python3 /usr/local/lib/fcgi_request.py %s %s/session.php '%s'" % (php["socket"], SCRIPT_DIR, cookie))
+    out = host.run("%s '%s'" % (php["command"], cookie))
     assert out.rc == 0, out.stderr
     counted = re.search(r"count=(\d+) id=(\S+) handler=(\S+)", out.stdout)
     assert counted, out.stdout

@@ -1,10 +1,9 @@
 """Behaviour of the two Redis instances on a provisioned host."""
 import re
-import shlex
 import time
 
 import pytest
-from helpers import INSTANCES, SOCKET, RedisCommandError, destructive
+from helpers import INSTANCES, SOCKET, RedisCommandError, destructive, fill
 
 PORTS = {"cache": 6379, "queue": 6380}
 
@@ -137,20 +136,6 @@ def test_cache_leaves_no_rdb_or_aof_file(host, redis):
     bounce(host, "redis-server@cache", "systemctl restart redis-server@cache")
     assert host.run("ls -A /var/lib/redis/cache").stdout.strip() == ""
     assert redis.run("cache", "EXISTS", "ephemeral:key") == "0"
-
-
-def fill(host, redis, instance, prefix, count, size):
-    """SET `count` values of `size` bytes as the application user, pipelined; redis-cli's report."""
-    generator = (
-        "import sys\n"
-        "v = 'x' * %d\n"
-        "for i in range(%d):\n"
-        "    k = '%s:%%d' %% i\n"
-        "    sys.stdout.write('*3\\r\\n$3\\r\\nSET\\r\\n$%%d\\r\\n%%s\\r\\n$%%d\\r\\n%%s\\r\\n'"
-        " %% (len(k), k, len(v), v))\n" % (size, count, prefix))
-    out = host.run("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s %s --user default --pipe" % (
-        shlex.quote(generator), shlex.quote(redis.credentials[instance]), SOCKET.format(instance)))
-    return out.stdout + out.stderr
 
 
 def bounce(host, unit, command, timeout=20):

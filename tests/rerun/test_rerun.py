@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import REPO, RedisCommandError
+from helpers import REPO, RedisCommandError, php_request_command
 
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
@@ -131,12 +131,9 @@ def test_password_with_every_punctuation_character_works_end_to_end(host, redis,
     assert redis.run("queue", "PING", user="default", password=PUNCTUATION_PASSWORD) == "PONG"
     with pytest.raises(RedisCommandError):
         redis.run("queue", "PING", user="default")   # the old password is gone
-    version = host.run("phpquery -V | sort -V | tail -1").stdout.strip()
-    host.run_test("mkdir -p /var/www/rerun && echo '<?php session_start(); $_SESSION[\"n\"] = 1; "
-                  "echo session_id();' > /var/www/rerun/s.php")
-    client = (REPO / "tests" / "fcgi_request.py").read_text()
-    host.run_test("cat > /usr/local/lib/fcgi_request.py << 'EOF'\n%s\nEOF" % client)
-    out = host.run("python3 /usr/local/lib/fcgi_request.py /run/php/php%s-fpm.sock /var/www/rerun/s.php" % version)
+    command = php_request_command(host, "/var/www/rerun/s.php",
+                                  "<?php session_start(); $_SESSION['n'] = 1; echo session_id();")
+    out = host.run(command)
     sid = out.stdout.strip().splitlines()[-1]
     assert "Set-Cookie: PHPSESSID=" in out.stdout, out.stdout
     assert redis.run("queue", "-n", "1", "EXISTS", "PHPREDIS_SESSION:" + sid) == "1"

@@ -1,6 +1,5 @@
 """What only a real kernel shows, on the 1 GB VM (tools/vm test runs these twice,
 REDIS_VPS_PHASE=before, then after a reboot)."""
-import base64
 import json
 import os
 import pathlib
@@ -8,7 +7,7 @@ import re
 import shlex
 
 import pytest
-from helpers import INSTANCES, REPO
+from helpers import INSTANCES, fill, php_request_command
 
 PHASE = os.environ.get("REDIS_VPS_PHASE", "before")
 STATE = pathlib.Path(os.environ.get("REDIS_VPS_VM_STATE", "/tmp/redis-vps-vm-state.json"))
@@ -60,8 +59,10 @@ def test_memory_pressure_on_one_gigabyte(host, redis):
     """Cache full, queue near full, an AOF rewrite under a burst of PHP requests: no OOM kill."""
     cache_max = int(redis.config("cache", "maxmemory"))
     queue_max = int(redis.config("queue", "maxmemory"))
-    fill(host, redis, "cache", "fill:cache", size=100_000, count=cache_max * 12 // 10 // 100_000)
-    fill(host, redis, "queue", "fill:queue", size=10_000, count=queue_max * 8 // 10 // 10_000)
+    for instance, size, count in (("cache", 100_000, cache_max * 12 // 10 // 100_000),
+                                  ("queue", 10_000, queue_max * 8 // 10 // 10_000)):
+        report = fill(host, redis, instance, "fill:" + instance, count=count, size=size)
+        assert "errors: 0" in report, report
     assert int(redis.info("cache", "stats")["evicted_keys"]) > 0
     host.run_test("dmesg --clear || true")
     php = php_burst_command(host, 300)
@@ -83,25 +84,11 @@ def test_memory_pressure_on_one_gigabyte(host, redis):
                        % (used, rss, host.run("free -m").stdout))
 
 
-def fill(host, redis, instance, prefix, size, count):
-    generator = ("import sys\nv = 'x' * %d\nfor i in range(%d):\n    k = '%s:%%d' %% i\n"
-                 "    sys.stdout.write('*3\\r\\n$3\\r\\nSET\\r\\n$%%d\\r\\n%%s\\r\\n$%%d\\r\\n%%s\\r\\n' %% (len(k), k, len(v), v))\n"
-                 % (size, count, prefix))
-    out = host.run("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s /run/redis-%s/redis-server.sock "
-                   "--user default --pipe" % (shlex.quote(generator), shlex.quote(redis.credentials[instance]), instance))
-    assert "errors: 0" in out.stdout, out.stdout + out.stderr
-
-
 SESSION_PHP = "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'count=', $_SESSION['n'];"
 
 
 def install_php_client(host):
-    client = (REPO / "tests" / "fcgi_request.py").read_text()
-    for path, text in (("/usr/local/lib/fcgi_request.py", client), ("/var/www/vm/session.php", SESSION_PHP)):
-        host.run_test("mkdir -p %s && echo %s | base64 -d > %s" % (
-            os.path.dirname(path), base64.b64encode(text.encode()).decode(), path))
-    version = host.run("phpquery -V | sort -V | tail -1").stdout.strip()
-    return "python3 /usr/local/lib/fcgi_request.py /run/php/php%s-fpm.sock /var/www/vm/session.php" % version
+    return php_request_command(host, "/var/www/vm/session.php", SESSION_PHP)
 
 
 def php_session(host, cookie=""):
