@@ -1,0 +1,134 @@
+import os
+import socket
+import threading
+
+import pytest
+import redis_instance as mod
+
+
+def test_policy_changes_before_size():
+    running = {"maxmemory": "100", "maxmemory-policy": "noeviction", "hz": "10"}
+    intended = {"maxmemory": "50", "maxmemory-policy": "allkeys-lru", "hz": "10"}
+    changes, restart = mod.plan_changes(running, intended, {"maxmemory", "maxmemory-policy"})
+    assert [c[0] for c in changes] == ["maxmemory-policy", "maxmemory"]
+    assert changes[0] == ("maxmemory-policy", "noeviction", "allkeys-lru")
+    assert restart == []
+
+
+def test_other_differences_need_a_restart_and_equal_values_nothing():
+    running = {"port": "6379", "bind": "127.0.0.1 -::1", "timeout": "300", "save": ""}
+    intended = {"port": 6390, "bind": "127.0.0.1 -::1", "timeout": 300, "save": "", "not-a-setting": "x"}
+    changes, restart = mod.plan_changes(running, intended, {"timeout"})
+    assert changes == []
+    assert restart == ["port"]
+
+
+def serve_once(replies):
+    """A socket peer that answers each command with the next canned RESP reply."""
+    ours, theirs = socket.socketpair()
+    received = []
+
+    def run():
+        with theirs:
+            reader = theirs.makefile("rb")
+            for reply in replies:
+                count = int(reader.readline()[1:])
+                args = []
+                for _ in range(count):
+                    size = int(reader.readline()[1:])
+                    args.append(reader.read(size + 2)[:-2].decode())
+                received.append(args)
+                theirs.sendall(reply)
+
+    threading.Thread(target=run, daemon=True).start()
+    return ours, received
+
+
+def test_resp_client_encodes_commands_and_parses_replies():
+    sock, received = serve_once([b"+OK\r\n", b"*4\r\n$4\r\nsave\r\n$0\r\n\r\n$2\r\nhz\r\n$2\r\n20\r\n",
+                                 b":42\r\n", b"$-1\r\n", b"-WRONGPASS invalid\r\n"])
+    conn = mod.RespConnection.__new__(mod.RespConnection)
+    conn.sock, conn.reader = sock, sock.makefile("rb")
+    assert conn.call("AUTH", "admin", "p w") == "OK"
+    assert conn.call("CONFIG", "GET", "*") == ["save", "", "hz", "20"]
+    assert conn.call("DBSIZE") == 42
+    assert conn.call("GET", "missing") is None
+    with pytest.raises(mod.RedisError, match="WRONGPASS"):
+        conn.call("AUTH", "admin", "bad")
+    assert received[0] == ["AUTH", "admin", "p w"]
+    conn.close()
+
+
+def test_info_field():
+    assert mod.info_field("# Server\r\nredis_version:7.0.15\r\nrun_id:abc\r\n", "run_id") == "abc"
+
+
+class FakeModule:
+    """What sync_files uses of AnsibleModule."""
+
+    def __init__(self, tmp_path, check_mode=False, **files):
+        import grp
+        import pwd
+        self.check_mode = check_mode
+        self.params = dict(owner=pwd.getpwuid(os.getuid()).pw_name, group=grp.getgrgid(os.getgid()).gr_name,
+                           mode="0640", conf=None, users=None)
+        for kind, content in files.items():
+            self.params[kind] = dict(path=str(tmp_path / kind), content=content)
+
+    def backup_local(self, path):
+        backup = path + ".bak~"
+        with open(path) as src, open(backup, "w") as dst:
+            dst.write(src.read())
+        return backup
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(kwargs["msg"])
+
+
+def new_result():
+    return dict(changed=False, written=[], backups={})
+
+
+def test_files_are_written_with_their_mode_and_the_old_one_kept(tmp_path):
+    (tmp_path / "conf").write_text("maxmemory 100mb\n")
+    os.chmod(tmp_path / "conf", 0o644)
+    module, result = FakeModule(tmp_path, conf="maxmemory 200mb\n", users="user admin on\n"), new_result()
+    diffs = mod.sync_files(module, result)
+    assert result["changed"] and sorted(result["written"]) == [str(tmp_path / "conf"), str(tmp_path / "users")]
+    assert (tmp_path / "conf").read_text() == "maxmemory 200mb\n"
+    assert oct(os.stat(tmp_path / "users").st_mode & 0o777) == "0o640"
+    assert oct(os.stat(tmp_path / "conf").st_mode & 0o777) == "0o640"
+    assert open(result["backups"][str(tmp_path / "conf")]).read() == "maxmemory 100mb\n"
+    assert str(tmp_path / "users") not in result["backups"]          # there was none before
+    assert [d["after"] for d in diffs] == ["maxmemory 200mb\n"]      # the users file is never in a diff
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporary file left
+
+
+def test_same_content_changes_nothing_but_a_wrong_mode(tmp_path):
+    (tmp_path / "conf").write_text("x\n")
+    os.chmod(tmp_path / "conf", 0o640)
+    result = new_result()
+    assert mod.sync_files(FakeModule(tmp_path, conf="x\n"), result) == [] and not result["changed"]
+    os.chmod(tmp_path / "conf", 0o666)
+    mod.sync_files(FakeModule(tmp_path, conf="x\n"), result)
+    assert result["changed"] and result["written"] == []
+    assert oct(os.stat(tmp_path / "conf").st_mode & 0o777) == "0o640"
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    (tmp_path / "conf").write_text("old\n")
+    result = new_result()
+    diffs = mod.sync_files(FakeModule(tmp_path, check_mode=True, conf="new\n"), result)
+    assert result["changed"] and diffs[0]["before"] == "old\n"
+    assert (tmp_path / "conf").read_text() == "old\n" and result["backups"] == {}
+
+
+def test_data_folder_is_created_then_left_alone(tmp_path):
+    module, result = FakeModule(tmp_path), new_result()
+    module.params["data_dir"] = dict(path=str(tmp_path / "data"), owner=module.params["owner"],
+                                     group=module.params["group"], mode="0700")
+    mod.sync_dir(module, result)
+    assert result["changed"] and oct(os.stat(tmp_path / "data").st_mode & 0o777) == "0o700"
+    result = new_result()
+    mod.sync_dir(module, result)
+    assert not result["changed"]
