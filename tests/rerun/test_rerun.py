@@ -122,6 +122,19 @@ def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(host,
 PUNCTUATION_PASSWORD = "Letters " + "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + " End"
 
 
+def test_a_stopped_or_disabled_instance_is_brought_back_and_nothing_else_moves(host, redis):
+    redis.run("queue", "SET", "drift:queue-key", "kept", user="default")
+    queue_id = run_id(redis, "queue")
+    host.run_test("systemctl stop redis-server@cache.service && systemctl disable redis-server@queue.service")
+    rc, out = playbook()
+    assert rc == 0, out
+    assert changed_count(out) == 1, out   # the units task: one start, one enable
+    for unit in ("redis-server@cache.service", "redis-server@queue.service"):
+        assert host.service(unit).is_running and host.service(unit).is_enabled
+    assert run_id(redis, "queue") == queue_id, "enabling the queue must not restart it"
+    assert redis.run("queue", "GET", "drift:queue-key", user="default") == "kept"
+
+
 def test_password_with_every_punctuation_character_works_end_to_end(host, redis, tmp_path):
     queue_id = run_id(redis, "queue")
     rc, out = playbook(extra_vars={"redis_queue_password": PUNCTUATION_PASSWORD}, tmp_path=tmp_path)

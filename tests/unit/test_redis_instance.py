@@ -132,3 +132,11 @@ def test_data_folder_is_created_then_left_alone(tmp_path):
     result = new_result()
     mod.sync_dir(module, result)
     assert not result["changed"]
+
+
+def test_unit_state_reads_systemctl_show():
+    class Module:
+        def run_command(self, argv):
+            assert argv[:2] == ["systemctl", "show"] and argv[-1] == "redis-server@cache.service"
+            return 0, "ActiveState=inactive\nUnitFileState=enabled\n", ""
+    assert mod.unit_state(Module(), "redis-server@cache.service") == {"ActiveState": "inactive", "UnitFileState": "enabled"}

@@ -20,13 +20,16 @@ short_description: Write a Redis instance's files, apply what can change live, r
 description:
   - Each of O(files) whose content differs is written (temporary file with its final owner and mode, then renamed),
     the previous one kept as a backup (RV(backups)). Owner and mode are corrected when only they differ.
-  - When the socket is not there the instance is not running (RV(running) false): nothing else is done; starting it applies the files.
+  - When the instance is not running (RV(running) false) nothing else is done; starting it applies the files.
   - Otherwise connects over the unix socket, authenticates as O(user), reads C(CONFIG GET *).
   - Settings listed in O(live) that differ are applied with C(CONFIG SET), C(maxmemory-policy) first.
   - Other differing settings are returned in RV(restart_required); this module never restarts anything.
   - If O(user) cannot authenticate (the users file changed and is not loaded yet), RV(restart_required) is C([auth]).
 options:
   socket: {description: Path of the instance's unix socket., type: path, required: true}
+  service:
+    description: The instance's systemd unit; its state (C(systemctl show)) tells RV(running) and RV(enabled).
+    type: str
   user: {description: ACL user to authenticate as., type: str, default: admin}
   password: {description: Password of O(user)., type: str, required: true, no_log: true}
   config: {description: "Intended settings, Redis names to values in CONFIG GET form (sizes in bytes).", type: dict, required: true}
@@ -56,7 +59,8 @@ written: {description: Files whose content was written., type: list, returned: a
 backups: {description: "Previous version of each written file: path -> backup path.", type: dict, returned: always}
 applied: {description: "Settings changed live: name -> {before, after}.", type: dict, returned: always}
 restart_required: {description: Differing settings that only a restart applies., type: list, returned: always}
-running: {description: Whether the instance was running (its socket answered)., type: bool, returned: always}
+running: {description: "Whether the instance was running: O(service) active, or without it, its socket there.", type: bool, returned: always}
+enabled: {description: Whether O(service) starts at boot (false without O(service))., type: bool, returned: always}
 run_id: {description: The server's run_id (changes on every restart)., type: str, returned: when running}
 running_config: {description: Running value of every intended setting., type: dict, returned: when running}
 """
@@ -188,10 +192,10 @@ def write_file(module, path, content, uid, gid, mode):
         os.chown(tmp, uid, gid)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except OSError as exc:
+    except OSError:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        module.fail_json(msg="cannot write %s: %s" % (path, exc))
+        raise
 
 
 def sync_dir(module, result):
@@ -238,7 +242,10 @@ def sync_files(module, result):
         if not module.check_mode:
             if before is not None:
                 result["backups"][path] = module.backup_local(path)
-            write_file(module, path, content, uid, gid, mode)
+            try:
+                write_file(module, path, content, uid, gid, mode)
+            except OSError as exc:
+                module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
         result["written"].append(path)
         result["changed"] = True
         if kind == "conf":
@@ -246,10 +253,19 @@ def sync_files(module, result):
     return diffs
 
 
+def unit_state(module, unit):
+    """ActiveState and UnitFileState of a systemd unit."""
+    rc, out, err = module.run_command(["systemctl", "show", "--property=ActiveState,UnitFileState", unit])
+    if rc != 0:
+        module.fail_json(msg="systemctl show %s: %s" % (unit, err.strip()))
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             socket=dict(type="path", required=True),
+            service=dict(type="str"),
             data_dir=dict(type="dict", options=dict(path=dict(type="path", required=True),
                                                     owner=dict(type="str", default="redis"),
                                                     group=dict(type="str", default="redis"),
@@ -271,20 +287,27 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    result = dict(changed=False, applied={}, restart_required=[], written=[], backups={}, running=False)
+    result = dict(changed=False, applied={}, restart_required=[], written=[], backups={}, running=False, enabled=False)
+    if params["service"]:
+        # So that the role asks systemd to enable or start only the units that need it.
+        state = unit_state(module, params["service"])
+        result["enabled"] = state.get("UnitFileState") == "enabled"
+        active = state.get("ActiveState") in ("active", "activating", "reloading")
+    else:
+        active = os.path.exists(params["socket"])
     sync_dir(module, result)
     diffs = sync_files(module, result)
     users_changed = bool(params["users"]) and params["users"]["path"] in result["written"]
-    if not os.path.exists(params["socket"]):
+    if not active:
         # Not running: starting it reads the files just written.
         if diffs:
             result["diff"] = diffs
         module.exit_json(**result)
+    result["running"] = True
     try:
         conn = connect(params["socket"], params["timeout"])
     except OSError as exc:
         module.fail_json(msg="cannot connect to %s: %s" % (params["socket"], exc), **result)
-    result["running"] = True
     try:
         try:
             conn.call("AUTH", params["user"], params["password"])
