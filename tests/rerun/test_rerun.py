@@ -20,9 +20,9 @@ WATCHED = "/etc/redis/redis-cache.conf /etc/redis/redis-cache.acl /etc/redis/red
           "/etc/redis/redis-queue.acl /etc/php/*/fpm/conf.d/90-redis-sessions.ini"
 
 
-def playbook(*args, extra_vars=None, tmp_path=None):
-    """Run site.yml; return (rc, output with runs of white space folded to one space)."""
-    cmd = ["ansible-playbook", "-i", INVENTORY, str(REPO / "site.yml"), *args]
+def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml"):
+    """Run site.yml (or `path`); return (rc, output with runs of white space folded to one space)."""
+    cmd = ["ansible-playbook", "-i", INVENTORY, str(path), *args]
     if extra_vars is not None:
         path = tmp_path / "vars.json"
         path.write_text(json.dumps(extra_vars))
@@ -152,6 +152,32 @@ def test_password_with_every_punctuation_character_works_end_to_end(host, redis,
     assert redis.run("queue", "-n", "1", "EXISTS", "PHPREDIS_SESSION:" + sid) == "1"
     rc, out = playbook()   # back to the generated password
     assert rc == 0, out
+
+
+BACKGROUND_INSTALL = """
+- hosts: all
+  gather_facts: false
+  roles:
+    - role: vps_packages
+      vps_packages_install: [redis-vps-no-such-package]
+      vps_packages_background: true
+  tasks:
+    - name: Wait
+      ansible.builtin.include_role: {name: vps_packages, tasks_from: wait}
+    - name: After the wait
+      ansible.builtin.debug: {msg: went on}
+"""
+
+
+def test_a_failed_background_install_fails_the_run_at_the_wait(tmp_path):
+    """site.yml starts apt and goes on: apt's failure must still stop the run, at the wait."""
+    play = tmp_path / "background.yml"
+    play.write_text(BACKGROUND_INSTALL)
+    rc, out = playbook(path=play)
+    assert rc != 0, out
+    assert "No package matching 'redis-vps-no-such-package'" in out, out[-3000:]
+    assert out.split("fatal:")[0].rsplit("TASK [", 1)[-1].startswith("vps_packages : Wait for apt"), out[-3000:]
+    assert "went on" not in out
 
 
 BAD_INPUT = [
