@@ -6,19 +6,21 @@ Tests that disturb a host (memory pressure, kill -9, restarts) run only where
 REDIS_VPS_DESTRUCTIVE=1 (molecule sets it; never set it for a production host).
 """
 import base64
+import json
 import os
 import pathlib
+import re
 import shlex
+import subprocess
 import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "roles" / "redis" / "filter_plugins"))
-import redis_sizes  # noqa: E402  (the role's own size and plan rules)
+import redis_plan  # noqa: E402  (the role's own size, plan and layout rules)
 
 INSTANCES = ("cache", "queue")
-SOCKET = "/run/redis-{}/redis-server.sock"
 DESTRUCTIVE = os.environ.get("REDIS_VPS_DESTRUCTIVE") == "1"
 
 destructive = pytest.mark.skipif(not DESTRUCTIVE, reason="disturbs the host; set REDIS_VPS_DESTRUCTIVE=1 on a test host")
@@ -33,8 +35,19 @@ def hostvars(host):
     return host.ansible.get_variables()
 
 
-@pytest.fixture(scope="module")
-def credentials(hostvars):
+def engine_of(hostvars):
+    """The host's engine layout (redis or valkey): packages, user, CLI, folders."""
+    return redis_plan.redis_engine_layout(hostvars.get("redis_engine", "redis"))
+
+
+def instances_of(hostvars):
+    """name -> the instance's record as the role lays it out for the host's engine:
+    service, conf, users_conf, user, cli, config (unixsocket, logfile, dir, ...)."""
+    own = {name: {"maxmemory": "0"} for name in INSTANCES}
+    return {r["name"]: r for r in redis_plan.redis_instance_records(own, {}, engine_of(hostvars)["engine"])}
+
+
+def credentials_of(hostvars):
     """Passwords as the controller knows them: given in the inventory, else generated files."""
     folder = pathlib.Path(hostvars.get("redis_credentials_dir") or REPO / ".secrets")
     out = {}
@@ -44,27 +57,49 @@ def credentials(hostvars):
     return out
 
 
-class Redis:
-    """redis-cli on the host, over an instance's unix socket.
+@pytest.fixture(scope="module")
+def engine(hostvars):
+    return engine_of(hostvars)
 
-    The password travels in REDISCLI_AUTH (never -a); errors are re-raised
-    without the command line so that no password reaches a test report.
+
+@pytest.fixture(scope="module")
+def instances(hostvars):
+    return instances_of(hostvars)
+
+
+@pytest.fixture(scope="module")
+def credentials(hostvars):
+    return credentials_of(hostvars)
+
+
+class Redis:
+    """The engine's CLI (redis-cli, valkey-cli) on the host, over an instance's unix socket.
+
+    The password travels in REDISCLI_AUTH (never -a; valkey-cli reads it too); errors
+    are re-raised without the command line so that no password reaches a test report.
     """
 
-    def __init__(self, host, credentials):
+    def __init__(self, host, credentials, instances):
         self.host = host
         self.credentials = credentials
+        self.instances = instances
+
+    def socket(self, instance):
+        return self.instances[instance]["config"]["unixsocket"]
+
+    def cli(self, instance, user, password):
+        """The CLI command line (without arguments) for `user` on `instance`."""
+        return "REDISCLI_AUTH=%s %s --no-auth-warning -s %s --user %s" % (
+            shlex.quote(password), self.instances[instance]["cli"], self.socket(instance), shlex.quote(user))
 
     def run(self, instance, *args, user="admin", password=None, check=True):
         if password is None:
             password = self.credentials["admin" if user == "admin" else instance]
-        cmd = "REDISCLI_AUTH=%s redis-cli --no-auth-warning -s %s --user %s %s" % (
-            shlex.quote(password), SOCKET.format(instance), shlex.quote(user),
-            " ".join(shlex.quote(str(a)) for a in args))
+        cmd = "%s %s" % (self.cli(instance, user, password), " ".join(shlex.quote(str(a)) for a in args))
         result = self.host.run(cmd)
         if check and (result.rc != 0 or result.stdout.startswith(("ERR", "NOAUTH", "WRONGPASS", "NOPERM"))):
-            raise RedisCommandError("redis-cli %s on %s failed (rc %s): %s" % (
-                " ".join(map(str, args[:2])), instance, result.rc, result.stderr.replace(password, "***")))
+            raise RedisCommandError("%s %s on %s failed (rc %s): %s" % (
+                self.instances[instance]["cli"], " ".join(map(str, args[:2])), instance, result.rc, result.stderr.replace(password, "***")))
         return (result.stdout + result.stderr).strip()
 
     def config(self, instance, name):
@@ -77,8 +112,8 @@ class Redis:
 
 
 @pytest.fixture(scope="module")
-def redis(host, credentials):
-    return Redis(host, credentials)
+def redis(host, credentials, instances):
+    return Redis(host, credentials, instances)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +122,8 @@ def expected_maxmemory(hostvars, host):
     ram = hostvars.get("redis_host_memory_mb")
     if ram is None:
         ram = int(host.run("awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo").stdout)
-    plan = redis_sizes.redis_memory_plan(ram)
-    return {name: redis_sizes.redis_bytes(hostvars.get("redis_%s_maxmemory" % name) or plan[name])
+    plan = redis_plan.redis_memory_plan(ram)
+    return {name: redis_plan.redis_bytes(hostvars.get("redis_%s_maxmemory" % name) or plan[name])
             for name in INSTANCES}
 
 
@@ -101,8 +136,8 @@ def fill(host, redis, instance, prefix, count, size):
         "    k = '%s:%%d' %% i\n"
         "    sys.stdout.write('*3\\r\\n$3\\r\\nSET\\r\\n$%%d\\r\\n%%s\\r\\n$%%d\\r\\n%%s\\r\\n'"
         " %% (len(k), k, len(v), v))\n" % (size, count, prefix))
-    out = host.run("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s %s --user default --pipe" % (
-        shlex.quote(generator), shlex.quote(redis.credentials[instance]), SOCKET.format(instance)))
+    out = host.run("python3 -c %s | %s --pipe" % (
+        shlex.quote(generator), redis.cli(instance, "default", redis.credentials[instance])))
     return out.stdout + out.stderr
 
 
@@ -123,3 +158,24 @@ def php_request_command(host, script_path, script_text):
     put_file(host, script_path, script_text)
     version = host.run("phpquery -V | sort -V | tail -1").stdout.strip()
     return "python3 %s /run/php/php%s-fpm.sock %s" % (FCGI_CLIENT, version, script_path)
+
+
+# Molecule's inventory, when a scenario runs the tests (reruns of playbooks need it).
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
+
+
+def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml", limit=None):
+    """Run site.yml (or `path`) on `limit` (default: every host); return (rc, output with
+    runs of white space folded to one space)."""
+    cmd = ["ansible-playbook", "-i", INVENTORY, str(path), *args] + (["--limit", limit] if limit else [])
+    if extra_vars is not None:
+        path = tmp_path / "vars.json"
+        path.write_text(json.dumps(extra_vars))
+        cmd += ["-e", "@%s" % path]
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+
+def changed_count(output):
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))

@@ -5,8 +5,11 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${REDIS_VPS_VENV:-$REPO_ROOT/.venv}"
 STATE_DIR="${REDIS_VPS_STATE:-/var/tmp/redis-vps}"   # images' root filesystems, VM disks, logs
-BASE_SUITE="${REDIS_VPS_SUITE:-bookworm}"
-BASE_IMAGE="${REDIS_VPS_IMAGE:-redis-vps/debian:${BASE_SUITE}}"
+# Debian 13 (trixie) is what a VPS ordered today runs; bookworm (12) is still supported.
+SUITES=(trixie bookworm)
+BASE_SUITE="${REDIS_VPS_SUITE:-trixie}"
+base_image() { echo "redis-vps/debian:${1:-$BASE_SUITE}"; }
+BASE_IMAGE="$(base_image)"
 DEBIAN_MIRROR="http://deb.debian.org/debian"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -58,11 +61,14 @@ ensure_docker() {
 }
 
 # A root filesystem's apt sources: the suite, its updates and the security archive.
+# (trixie's debootstrap also writes a deb822 file; one list is enough.)
 write_apt_sources() {
+  local suite="${2:-$BASE_SUITE}"
+  rm -f "$1/etc/apt/sources.list.d/debian.sources"
   cat > "$1/etc/apt/sources.list" <<SOURCES
-deb $DEBIAN_MIRROR $BASE_SUITE main
-deb $DEBIAN_MIRROR $BASE_SUITE-updates main
-deb http://deb.debian.org/debian-security $BASE_SUITE-security main
+deb $DEBIAN_MIRROR $suite main
+deb $DEBIAN_MIRROR $suite-updates main
+deb http://deb.debian.org/debian-security $suite-security main
 SOURCES
 }
 
@@ -83,19 +89,23 @@ UNIT
   ln -sf /etc/systemd/system/ssh-hostkeys.service "$1/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
 }
 
-# The lab's Debian base image: debootstrap (minbase) + docker import. No project config inside.
+# The lab's Debian base image of SUITE (default BASE_SUITE): debootstrap (minbase) +
+# docker import. No project config inside. Built once per machine and suite.
 ensure_base_image() {
+  local suite="${1:-$BASE_SUITE}" image
+  image="$(base_image "$suite")"
   ensure_docker
-  docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return 0
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
   ensure_apt_packages debootstrap
-  local rootfs="$STATE_DIR/rootfs-$BASE_SUITE"
-  log "building $BASE_IMAGE with debootstrap (about a minute)"
+  local rootfs="$STATE_DIR/rootfs-$suite"
+  log "building $image with debootstrap (about a minute)"
   rm -rf "$rootfs"
   mkdir -p "$rootfs"
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps,openssh-server \
-    "$BASE_SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$STATE_DIR/debootstrap-$BASE_SUITE.log" 2>&1
-  write_apt_sources "$rootfs"
+    "$suite" "$rootfs" "$DEBIAN_MIRROR" >"$STATE_DIR/debootstrap-$suite.log" 2>&1 \
+    || { tail -20 "$STATE_DIR/debootstrap-$suite.log" >&2; return 1; }
+  write_apt_sources "$rootfs" "$suite"
   # Like a fresh VPS image: no package lists yet, no cached .debs.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
   # Units that cannot work in a container and only add noise to "systemctl is-system-running".
@@ -107,8 +117,14 @@ ensure_base_image() {
   done
   host_keys_at_first_boot "$rootfs"
   echo "redis-lab" > "$rootfs/etc/hostname"
-  tar -C "$rootfs" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' - "$BASE_IMAGE" >/dev/null
+  tar -C "$rootfs" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' - "$image" >/dev/null
   rm -rf "$rootfs"
+}
+
+# Every supported release's base image (the scenarios run on all of them).
+ensure_base_images() {
+  local suite
+  for suite in "${SUITES[@]}"; do ensure_base_image "$suite"; done
 }
 
 # Options that give a faithful systemd "VPS" in a container on this platform (see docs/lab.md):

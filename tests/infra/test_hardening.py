@@ -6,7 +6,7 @@ import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 SANDBOX = {
-    "User": "redis", "Group": "redis", "ProtectSystem": "strict", "ProtectHome": "yes",
+    "ProtectSystem": "strict", "ProtectHome": "yes",
     "PrivateTmp": "yes", "PrivateUsers": "yes", "PrivateDevices": "yes", "NoNewPrivileges": "yes",
     "MemoryDenyWriteExecute": "yes", "RestrictNamespaces": "yes", "CapabilityBoundingSet": "",
     "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
@@ -14,12 +14,14 @@ SANDBOX = {
 
 
 @pytest.mark.parametrize("name", ["cache", "queue"])
-def test_redis_units_keep_debians_sandboxing(host, name):
-    props = host.run("systemctl show redis-server@%s -p %s" % (name, ",".join(SANDBOX))).stdout
+def test_redis_units_keep_debians_sandboxing(host, instances, name):
+    record = instances[name]
+    want = dict(SANDBOX, User=record["user"], Group=record["group"])
+    props = host.run("systemctl show %s -p %s" % (record["service"], ",".join(want))).stdout
     have = dict(line.split("=", 1) for line in props.splitlines())
-    assert have == SANDBOX
-    pid = host.run("systemctl show -p MainPID --value redis-server@%s" % name).stdout.strip()
-    assert host.run("ps -o user= -p %s" % pid).stdout.strip() == "redis"
+    assert have == want
+    pid = host.run("systemctl show -p MainPID --value %s" % record["service"]).stdout.strip()
+    assert host.run("ps -o user= -p %s" % pid).stdout.strip() == record["user"]
 
 
 def test_firewall_drops_inbound_but_ssh(host, hostvars):

@@ -56,10 +56,10 @@ def test_strict_mode_refuses_unknown_session_ids(host, php):
 
 
 @destructive
-def test_session_survives_restart_of_queue_and_fpm(host, php):
+def test_session_survives_restart_of_queue_and_fpm(host, php, instances):
     count, sid, _, set_cookie = get(host, php)
     cookie = set_cookie.group(1)
-    host.run_test("systemctl restart redis-server@queue php%s-fpm" % php["version"])
+    host.run_test("systemctl restart %s php%s-fpm" % (instances["queue"]["service"], php["version"]))
     count_after, sid_after, _, _ = get(host, php, cookie)
     assert (count_after, sid_after) == (count + 1, sid)
 
@@ -67,3 +67,12 @@ def test_session_survives_restart_of_queue_and_fpm(host, php):
 def test_session_settings_file_is_private(host, php):
     ini = host.file("/etc/php/%s/fpm/conf.d/90-redis-sessions.ini" % php["version"])
     assert ini.user == "root" and ini.mode == 0o600
+
+
+def test_fpm_config_and_log_show_no_warning_or_deprecation(host, php):
+    """PHP 8.4 (Debian 13) deprecates settings such as session.sid_length: none is set."""
+    tested = host.run("php-fpm%s -t" % php["version"])
+    assert tested.rc == 0 and "test is successful" in tested.stderr + tested.stdout
+    assert not re.search(r"(?i)deprecated|warning", tested.stderr + tested.stdout), tested.stderr
+    log = host.run("cat /var/log/php%s-fpm.log" % php["version"]).stdout
+    assert not re.search(r"(?i)deprecated|warning|error", log), log[-2000:]

@@ -3,37 +3,19 @@
 These run ansible-playbook from the controller against molecule's inventory
 (MOLECULE_INVENTORY_FILE), so they only run inside a molecule scenario.
 """
-import json
 import os
 import re
 import shlex
-import subprocess
 import time
 
 import pytest
-from helpers import REPO, RedisCommandError, php_request_command
+import testinfra
+from helpers import (INVENTORY, Redis, RedisCommandError, changed_count, credentials_of, engine_of, instances_of,
+                     php_request_command, playbook)
 
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
 
-WATCHED = "/etc/redis/redis-cache.conf /etc/redis/redis-cache.acl /etc/redis/redis-queue.conf " \
-          "/etc/redis/redis-queue.acl /etc/php/*/fpm/conf.d/90-redis-sessions.ini"
-
-
-def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml"):
-    """Run site.yml (or `path`); return (rc, output with runs of white space folded to one space)."""
-    cmd = ["ansible-playbook", "-i", INVENTORY, str(path), *args]
-    if extra_vars is not None:
-        path = tmp_path / "vars.json"
-        path.write_text(json.dumps(extra_vars))
-        cmd += ["-e", "@%s" % path]
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    return done.returncode, " ".join((done.stdout + done.stderr).split())
-
-
-def changed_count(output):
-    return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
+PHP_INI = "/etc/php/*/fpm/conf.d/90-redis-sessions.ini"
 
 
 def run_id(redis, name):
@@ -42,42 +24,61 @@ def run_id(redis, name):
 
 def snapshot(host, redis):
     """What must not move when a run is refused: file checksums and run_ids."""
-    sums = host.run("sha256sum %s" % WATCHED).stdout
+    watched = [path for record in redis.instances.values() for path in (record["conf"], record["users_conf"])]
+    sums = host.run("sha256sum %s %s" % (" ".join(watched), PHP_INI)).stdout
     return sums, run_id(redis, "cache"), run_id(redis, "queue")
 
 
-def test_policy_and_size_change_live_without_restart_or_lost_key(host, redis):
+@pytest.fixture
+def play(host):
+    """Run a playbook on the host under test only (the others are tested on their own)."""
+    name = host.backend.get_hostname()
+    return lambda *args, **kwargs: playbook(*args, limit=name, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def every_host():
+    """(testinfra host, Redis, hostvars) of every host of the scenario: a refused run is
+    refused everywhere, and must change nothing anywhere."""
+    out = []
+    for host in testinfra.get_hosts(["ansible://redis_servers"], ansible_inventory=INVENTORY):
+        hostvars = host.ansible.get_variables()
+        out.append((host, Redis(host, credentials_of(hostvars), instances_of(hostvars)), hostvars))
+    return out
+
+
+def test_policy_and_size_change_live_without_restart_or_lost_key(host, redis, play):
     generator = "import sys\nfor i in range(10000): sys.stdout.write('SET live:%d %d\\n' % (i, i))"
-    host.run_test("python3 -c %s | REDISCLI_AUTH=%s redis-cli --no-auth-warning -s /run/redis-cache/redis-server.sock "
-                  "--user default > /dev/null" % (shlex.quote(generator), shlex.quote(redis.credentials["cache"])))
+    host.run_test("python3 -c %s | %s > /dev/null" % (
+        shlex.quote(generator), redis.cli("cache", "default", redis.credentials["cache"])))
     keys_before = int(redis.run("cache", "DBSIZE"))
     assert keys_before >= 10000
     ids = run_id(redis, "cache"), run_id(redis, "queue")
 
     changes = ["-e", "redis_cache_maxmemory_policy=allkeys-lfu", "-e", "redis_cache_maxmemory=300mb",
                "-e", "redis_queue_maxmemory=100mb"]
-    rc, out = playbook(*changes)
+    rc, out = play(*changes)
     assert rc == 0, out
     assert redis.config("cache", "maxmemory-policy") == "allkeys-lfu"
     assert redis.config("cache", "maxmemory") == str(300 * 2 ** 20)
     assert redis.config("queue", "maxmemory") == str(100 * 2 ** 20)
     assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids, "an instance was restarted"
     assert int(redis.run("cache", "DBSIZE")) == keys_before
-    assert "allkeys-lfu" in host.file("/etc/redis/redis-cache.conf").content_string
+    assert "allkeys-lfu" in host.file(redis.instances["cache"]["conf"]).content_string
 
-    rc, out = playbook(*changes)
+    rc, out = play(*changes)
     assert rc == 0 and changed_count(out) == 0, out
 
-    rc, out = playbook()   # back to the defaults, live again
+    rc, out = play()   # back to the defaults, live again
     assert rc == 0, out
     assert redis.config("cache", "maxmemory-policy") == "allkeys-lru"
     assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids
     assert int(redis.run("cache", "DBSIZE")) == keys_before
 
 
-def test_check_diff_shows_the_change_and_no_secret(host, redis):
+def test_check_diff_shows_the_change_and_no_secret(host, redis, play):
     before = snapshot(host, redis)
-    rc, out = playbook("--check", "--diff", "-e", "redis_cache_maxmemory=200mb")
+    rc, out = play("--check", "--diff", "-e", "redis_cache_maxmemory=200mb")
     assert rc == 0, out
     assert "+maxmemory 200mb" in out and "-maxmemory 256mb" in out
     for secret in redis.credentials.values():
@@ -85,59 +86,61 @@ def test_check_diff_shows_the_change_and_no_secret(host, redis):
     assert snapshot(host, redis) == before
 
 
-def test_restart_only_change_restarts_only_its_instance(host, redis):
+def test_restart_only_change_restarts_only_its_instance(host, redis, play):
     redis.run("queue", "SET", "restart:queue-key", "kept", user="default")
     queue_id, cache_id = run_id(redis, "queue"), run_id(redis, "cache")
-    rc, out = playbook("-e", "redis_cache_port=6390")
+    rc, out = play("-e", "redis_cache_port=6390")
     assert rc == 0, out
     assert host.socket("tcp://127.0.0.1:6390").is_listening
     assert not host.socket("tcp://127.0.0.1:6379").is_listening
     assert run_id(redis, "cache") != cache_id
     assert run_id(redis, "queue") == queue_id
-    rc, out = playbook()
+    rc, out = play()
     assert rc == 0, out
     assert host.socket("tcp://127.0.0.1:6379").is_listening
     assert redis.run("queue", "GET", "restart:queue-key", user="default") == "kept"
 
 
-def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(host, redis):
+def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(host, redis, play):
     # Something else holds the port: Redis cannot bind it and fails to start.
     host.run_test("systemd-run --unit squatter python3 -m http.server --bind 127.0.0.1 6391")
     try:
         wait_listening(host, 6391)
-        conf_before = host.file("/etc/redis/redis-cache.conf").sha256sum
-        rc, out = playbook("-e", "redis_cache_port=6391")
+        conf = redis.instances["cache"]["conf"]
+        conf_before = host.file(conf).sha256sum
+        rc, out = play("-e", "redis_cache_port=6391")
         assert rc != 0
         assert "previous files are back in place" in out, out
-        assert host.file("/etc/redis/redis-cache.conf").sha256sum == conf_before
-        assert host.run("ls /etc/redis | grep -c '~'").stdout.strip() == "0", "backup files left behind"
+        assert host.file(conf).sha256sum == conf_before
+        assert host.run("ls %s | grep -c '~'" % os.path.dirname(conf)).stdout.strip() == "0", "backup files left behind"
         assert redis.run("cache", "PING", user="default") == "PONG"
         assert host.socket("tcp://127.0.0.1:6379").is_listening
     finally:
         host.run("systemctl stop squatter")
-    rc, out = playbook()
+    rc, out = play()
     assert rc == 0 and changed_count(out) == 0, out
 
 
 PUNCTUATION_PASSWORD = "Letters " + "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + " End"
 
 
-def test_a_stopped_or_disabled_instance_is_brought_back_and_nothing_else_moves(host, redis):
+def test_a_stopped_or_disabled_instance_is_brought_back_and_nothing_else_moves(host, redis, play):
     redis.run("queue", "SET", "drift:queue-key", "kept", user="default")
     queue_id = run_id(redis, "queue")
-    host.run_test("systemctl stop redis-server@cache.service && systemctl disable redis-server@queue.service")
-    rc, out = playbook()
+    units = [redis.instances[name]["service"] for name in ("cache", "queue")]
+    host.run_test("systemctl stop %s && systemctl disable %s" % tuple(units))
+    rc, out = play()
     assert rc == 0, out
     assert changed_count(out) == 1, out   # the units task: one start, one enable
-    for unit in ("redis-server@cache.service", "redis-server@queue.service"):
+    for unit in units:
         assert host.service(unit).is_running and host.service(unit).is_enabled
     assert run_id(redis, "queue") == queue_id, "enabling the queue must not restart it"
     assert redis.run("queue", "GET", "drift:queue-key", user="default") == "kept"
 
 
-def test_password_with_every_punctuation_character_works_end_to_end(host, redis, tmp_path):
+def test_password_with_every_punctuation_character_works_end_to_end(host, redis, play, tmp_path):
     queue_id = run_id(redis, "queue")
-    rc, out = playbook(extra_vars={"redis_queue_password": PUNCTUATION_PASSWORD}, tmp_path=tmp_path)
+    rc, out = play(extra_vars={"redis_queue_password": PUNCTUATION_PASSWORD}, tmp_path=tmp_path)
     assert rc == 0, out
     assert PUNCTUATION_PASSWORD not in out
     assert run_id(redis, "queue") == queue_id, "a password change must not restart the queue"
@@ -150,7 +153,7 @@ def test_password_with_every_punctuation_character_works_end_to_end(host, redis,
     sid = out.stdout.strip().splitlines()[-1]
     assert "Set-Cookie: PHPSESSID=" in out.stdout, out.stdout
     assert redis.run("queue", "-n", "1", "EXISTS", "PHPREDIS_SESSION:" + sid) == "1"
-    rc, out = playbook()   # back to the generated password
+    rc, out = play()   # back to the generated password
     assert rc == 0, out
 
 
@@ -193,6 +196,7 @@ BAD_INPUT = [
     ({"redis_admin_password": "YourVeryStrongRedisPassword!"}, r"redis_admin_password: a password .*placeholder"),
     ({"redis_queue_password": "sixteen chars and a\nnewline"}, r"redis_queue_password: a password must be"),
     ({"redis_host_memory_mb": "lots"}, r"redis_host_memory_mb.*(int|convert)"),
+    ({"redis_engine": "keydb"}, r"redis_engine must be one of: redis, valkey"),
     ({"redis_host_memory_mb": 256}, r"redis_host_memory_mb must be the host's RAM in MB, at least 512"),
     ({"php_session_redis_database": 16}, r"php_session_redis_database must be 0-15"),
     ({"vps_hardening_ssh_port": 70000}, r"vps_hardening_ssh_port must be a port from 1 to 65535"),
@@ -204,13 +208,46 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize("bad, message", BAD_INPUT, ids=[next(iter(b)) + "=" + str(next(iter(b.values()))) for b, _ in BAD_INPUT])
-def test_bad_input_is_refused_before_any_change(host, redis, tmp_path, bad, message):
-    before = snapshot(host, redis)
-    rc, out = playbook(extra_vars=bad, tmp_path=tmp_path)
+def test_bad_input_is_refused_before_any_change(every_host, tmp_path, bad, message):
+    """One run over every host: refused in the validation play, nothing changed anywhere."""
+    refused(every_host, tmp_path, bad, {hostvars["inventory_hostname"]: [message] for _, _, hostvars in every_host})
+
+
+def refused(every_host, tmp_path, extra_vars, messages):
+    """Run site.yml on every host with `extra_vars`: it must fail in the validation play,
+    print each host's expected `messages` (name -> regexes), and change nothing."""
+    before = [snapshot(host, redis) for host, redis, _ in every_host]
+    rc, out = playbook(extra_vars=extra_vars, tmp_path=tmp_path)
     assert rc != 0
-    assert re.search(message, out), out[-3000:]
     assert "Check the input before anything changes" in out.split("fatal:")[0].rsplit("PLAY [", 1)[-1]
-    assert snapshot(host, redis) == before
+    for name, patterns in messages.items():
+        said = " ".join(re.findall(r"(?:failed|fatal): \[%s\](.*?)(?=(?:ok|changed|failed|fatal|skipping): \[|TASK \[|PLAY |$)"
+                                   % re.escape(name), out))
+        assert said, "%s was not refused: %s" % (name, out[-3000:])
+        for pattern in patterns:
+            assert re.search(pattern, said), (name, pattern, said[-3000:])
+    assert [snapshot(host, redis) for host, redis, _ in every_host] == before
+
+
+@pytest.mark.parametrize("wanted", ["redis", "valkey"])
+def test_an_engine_switch_or_valkey_on_debian_12_is_refused_before_any_change(every_host, tmp_path, wanted):
+    """Another engine's instances on the host, or Valkey on Debian 12: the run stops first,
+    saying why, and no package of the other engine is installed."""
+    messages = {}
+    for host, _, hostvars in every_host:
+        patterns = []
+        if engine_of(hostvars)["engine"] != wanted:
+            patterns.append(r"redis_engine is '%s', but \S+ already has %s instances .*data formats differ"
+                            % (wanted, engine_of(hostvars)["engine"]))
+        if wanted == "valkey" and host.system_info.codename == "bookworm":
+            patterns.append(r"redis_engine: valkey needs Debian 13 or later")
+        if patterns:
+            messages[hostvars["inventory_hostname"]] = patterns
+    assert messages, "no host to refuse"
+    refused(every_host, tmp_path, {"redis_engine": wanted}, messages)
+    for host, _, hostvars in every_host:
+        if engine_of(hostvars)["engine"] != wanted:
+            assert not host.package("%s-server" % wanted).is_installed
 
 
 def wait_listening(host, port, timeout=10):

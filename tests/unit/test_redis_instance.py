@@ -59,8 +59,27 @@ def test_resp_client_encodes_commands_and_parses_replies():
     conn.close()
 
 
-def test_info_field():
-    assert mod.info_field("# Server\r\nredis_version:7.0.15\r\nrun_id:abc\r\n", "run_id") == "abc"
+def test_info_fields():
+    info = mod.info_fields("# Server\r\nredis_version:7.0.15\r\nrun_id:abc\r\n\r\n# Clients\r\nx:1:2\r\n")
+    assert info == {"redis_version": "7.0.15", "run_id": "abc", "x": "1:2"}
+
+
+@pytest.mark.parametrize("info, expected", [
+    ({"redis_version": "7.0.15"}, {"engine": "redis", "version": "7.0.15"}),
+    ({"redis_version": "8.0.2", "server_name": "redis"}, {"engine": "redis", "version": "8.0.2"}),
+    ({"redis_version": "7.2.4", "server_name": "valkey", "valkey_version": "8.1.1"},
+     {"engine": "valkey", "version": "8.1.1"}),
+])
+def test_server_of_reads_the_engine_and_its_own_version(info, expected):
+    assert mod.server_of(info) == expected
+
+
+def test_binary_replaced_reads_the_kernels_mark(tmp_path, monkeypatch):
+    links = {"/proc/1/exe": "/usr/bin/redis-server", "/proc/2/exe": "/usr/bin/redis-server (deleted)"}
+    monkeypatch.setattr(mod.os, "readlink", lambda path: links[path])
+    assert not mod.binary_replaced("1")
+    assert mod.binary_replaced("2")
+    assert not mod.binary_replaced(None)
 
 
 class FakeModule:

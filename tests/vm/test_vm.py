@@ -26,9 +26,9 @@ def test_kernel_tuning_is_in_force(host):
 
 
 @pytest.mark.parametrize("name", INSTANCES)
-def test_redis_started_without_kernel_warnings(host, name):
-    log = host.file("/var/log/redis/redis-server-%s.log" % name).content_string
-    last_start = log.split("Redis is starting")[-1]
+def test_redis_started_without_kernel_warnings(host, instances, name):
+    log = host.file(instances[name]["config"]["logfile"]).content_string
+    last_start = re.split(r"(?:Redis|Valkey) is starting", log)[-1]
     assert "Ready to accept connections" in last_start
     for warning in KERNEL_WARNINGS:
         assert warning not in last_start, warning
@@ -43,10 +43,10 @@ def test_write_data_that_must_survive_a_reboot(host, redis):
 
 
 @after_reboot
-def test_data_after_the_reboot(host, redis):
+def test_data_after_the_reboot(host, redis, instances):
     for name in INSTANCES:
-        assert host.service("redis-server@%s" % name).is_enabled
-        assert host.service("redis-server@%s" % name).is_running
+        assert host.service(instances[name]["service"]).is_enabled
+        assert host.service(instances[name]["service"]).is_running
     assert redis.run("queue", "GET", "reboot:queue", user="default") == "kept"
     assert redis.run("cache", "DBSIZE") == "0", "the cache must come back empty"
     saved = json.loads(STATE.read_text())
@@ -69,16 +69,15 @@ def test_memory_pressure_on_one_gigabyte(host, redis):
     burst = host.run("( %s > /tmp/burst.out 2>&1 & ) ; echo started" % php)
     assert burst.rc == 0
     redis.run("queue", "BGREWRITEAOF")
-    host.run_test("for i in $(seq 1 600); do REDISCLI_AUTH=%s redis-cli --no-auth-warning --user admin "
-                  "-s /run/redis-queue/redis-server.sock INFO persistence | grep -q 'aof_rewrite_in_progress:0' "
-                  "&& break; sleep 0.5; done" % shlex.quote(redis.credentials["admin"]))
+    host.run_test("for i in $(seq 1 600); do %s INFO persistence | grep -q 'aof_rewrite_in_progress:0' "
+                  "&& break; sleep 0.5; done" % redis.cli("queue", "admin", redis.credentials["admin"]))
     host.run_test("for i in $(seq 1 600); do pgrep -f '[f]cgi_request.py' >/dev/null || break; sleep 0.5; done")
     kernel = host.run("dmesg").stdout + host.run("journalctl -k -b --no-pager").stdout
     assert not re.search(r"Out of memory|oom-kill|Killed process", kernel), kernel[-2000:]
     for name in INSTANCES:
         assert redis.run(name, "PING", user="default") == "PONG"
     assert "Traceback" not in host.file("/tmp/burst.out").content_string
-    rss = host.run("ps -eo rss=,comm=,args= | grep -E 'redis-server|php-fpm' | grep -v grep").stdout
+    rss = host.run("ps -eo rss=,comm=,args= | grep -E '(redis|valkey)-server|php-fpm' | grep -v grep").stdout
     used = {name: redis.info(name, "memory")["used_memory_human"] for name in INSTANCES}
     FIGURES.write_text("used_memory: %s\nRSS (kB) after the fill and the AOF rewrite:\n%s\n%s"
                        % (used, rss, host.run("free -m").stdout))

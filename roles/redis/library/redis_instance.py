@@ -25,6 +25,8 @@ description:
   - Settings listed in O(live) that differ are applied with C(CONFIG SET), C(maxmemory-policy) first.
   - Other differing settings are returned in RV(restart_required); this module never restarts anything.
   - If O(user) cannot authenticate (the users file changed and is not loaded yet), RV(restart_required) is C([auth]).
+  - If the running server's executable was replaced on disk (a package upgrade that did not restart it),
+    RV(restart_required) includes C(upgraded).
 options:
   socket: {description: Path of the instance's unix socket., type: path, required: true}
   service:
@@ -63,6 +65,7 @@ running: {description: "Whether the instance was running: O(service) active, or 
 enabled: {description: Whether O(service) starts at boot (false without O(service))., type: bool, returned: always}
 run_id: {description: The server's run_id (changes on every restart)., type: str, returned: when running}
 running_config: {description: Running value of every intended setting., type: dict, returned: when running}
+server: {description: "The running server's engine (redis, valkey) and version.", type: dict, returned: when running}
 """
 
 import grp
@@ -167,11 +170,28 @@ def authenticates(params, user, password):
         conn.close()
 
 
-def info_field(info, field):
-    for line in info.splitlines():
-        if line.startswith(field + ":"):
-            return line.split(":", 1)[1].strip()
-    return None
+def info_fields(info):
+    """INFO's text as a dict (section headers and blank lines dropped)."""
+    pairs = (line.split(":", 1) for line in info.splitlines() if ":" in line and not line.startswith("#"))
+    return {key: value.strip() for key, value in pairs}
+
+
+def server_of(info):
+    """Engine and version from INFO server: Valkey reports redis_version 7.2.4 for
+    clients' sake and its own version in valkey_version."""
+    name = info.get("server_name", "redis")
+    return {"engine": name, "version": info.get(name + "_version", info.get("redis_version"))}
+
+
+def binary_replaced(pid):
+    """Whether the running server's executable was replaced on disk (a package upgrade
+    that did not restart it): the kernel then marks /proc/PID/exe as deleted."""
+    if not pid:
+        return False
+    try:
+        return os.readlink("/proc/%s/exe" % pid).endswith(" (deleted)")
+    except OSError:
+        return False
 
 
 def read(path):
@@ -221,10 +241,12 @@ def sync_dir(module, result):
 def sync_files(module, result):
     """Write each file that differs (keeping a backup); fix owner and mode. Returns the changed paths."""
     params = module.params
+    diffs = []
+    if not (params["conf"] or params["users"]):
+        return diffs
     uid = pwd.getpwnam(params["owner"]).pw_uid
     gid = grp.getgrnam(params["group"]).gr_gid
     mode = int(params["mode"], 8)
-    diffs = []
     for kind in ("conf", "users"):
         spec = params[kind]
         if not spec:
@@ -335,9 +357,13 @@ def main():
             if not module.check_mode:
                 conn.call("CONFIG", "SET", name, after)
             result["applied"][name] = dict(before=before, after=after)
+        server = info_fields(conn.call("INFO", "server"))
+        if binary_replaced(server.get("process_id")):
+            restart.append("upgraded")   # still the old binary: only a restart runs the new one
         result["restart_required"] = restart
         result["changed"] = result["changed"] or bool(changes)
-        result["run_id"] = info_field(conn.call("INFO", "server"), "run_id")
+        result["run_id"] = server.get("run_id")
+        result["server"] = server_of(server)
         result["running_config"] = {name: running.get(name) for name in params["config"]}
         if changes:
             diffs.append(dict(

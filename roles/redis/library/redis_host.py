@@ -1,0 +1,85 @@
+#!/usr/bin/python
+"""Read, in one module run, what the Redis role must know about a host before it
+changes anything: its RAM, its Debian release, and which engine's instances are
+already there. Read-only.
+"""
+
+DOCUMENTATION = r"""
+module: redis_host
+short_description: Read a host's RAM, Debian release and the Redis or Valkey instances already on it
+description:
+  - Reads C(/proc/meminfo), C(/etc/os-release), and for every engine of O(engines) whether an instance of
+    O(instances) already has a config file (C(/etc/ENGINE/ENGINE-NAME.conf)) or a data folder
+    (C(/var/lib/ENGINE/NAME)) on the host. Changes nothing.
+options:
+  instances: {description: Instance names., type: list, elements: str, required: true}
+  engines: {description: Engine names; each one's files are looked for under its own name., type: list, elements: str, required: true}
+author: redis-vps developers
+"""
+
+RETURN = r"""
+memtotal_mb: {description: RAM in MB (MemTotal), the figure Ansible's memtotal_mb fact gives., type: int, returned: always}
+os_id: {description: ID from /etc/os-release (debian)., type: str, returned: always}
+os_version: {description: "VERSION_ID from /etc/os-release (12, 13), empty on testing or unstable.", type: str, returned: always}
+os_codename: {description: VERSION_CODENAME from /etc/os-release (bookworm, trixie)., type: str, returned: always}
+present: {description: "Engine -> the config files and data folders of its instances found on the host.", type: dict, returned: always}
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def memtotal_mb(meminfo):
+    match = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.MULTILINE)
+    return int(match.group(1)) // 1024 if match else 0
+
+
+def os_release(text):
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def present(engines, instances, exists=os.path.exists):
+    """engine -> the paths of its instances that exist."""
+    found = {}
+    for engine in engines:
+        paths = []
+        for name in instances:
+            paths += ["/etc/%s/%s-%s.conf" % (engine, engine, name), "/var/lib/%s/%s" % (engine, name)]
+        found[engine] = [path for path in paths if exists(path)]
+    return found
+
+
+def read(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(instances=dict(type="list", elements="str", required=True),
+                           engines=dict(type="list", elements="str", required=True)),
+        supports_check_mode=True,
+    )
+    release = os_release(read("/etc/os-release"))
+    module.exit_json(
+        changed=False,
+        memtotal_mb=memtotal_mb(read("/proc/meminfo")),
+        os_id=release.get("ID", ""),
+        os_version=release.get("VERSION_ID", ""),
+        os_codename=release.get("VERSION_CODENAME", ""),
+        present=present(module.params["engines"], module.params["instances"]),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+import redis_host as mod
+
+MEMINFO = "MemTotal:         983744 kB\nMemFree:          100000 kB\n"
+TRIXIE = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n'
+
+
+def test_memtotal_in_mb_as_ansible_reports_it():
+    assert mod.memtotal_mb(MEMINFO) == 960
+    assert mod.memtotal_mb("") == 0
+
+
+def test_os_release_fields():
+    release = mod.os_release(TRIXIE)
+    assert (release["ID"], release["VERSION_ID"], release["VERSION_CODENAME"]) == ("debian", "13", "trixie")
+
+
+def test_present_lists_each_engines_config_files_and_data_folders():
+    there = {"/etc/redis/redis-queue.conf", "/var/lib/redis/queue", "/var/lib/valkey/cache"}
+    found = mod.present(["redis", "valkey"], ["cache", "queue"], exists=there.__contains__)
+    assert found == {"redis": ["/etc/redis/redis-queue.conf", "/var/lib/redis/queue"],
+                     "valkey": ["/var/lib/valkey/cache"]}
