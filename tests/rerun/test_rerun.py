@@ -179,7 +179,7 @@ def test_a_failed_background_install_fails_the_run_at_the_wait(tmp_path):
     rc, out = playbook(path=play)
     assert rc != 0, out
     assert "No package matching 'redis-vps-no-such-package'" in out, out[-3000:]
-    assert out.split("fatal:")[0].rsplit("TASK [", 1)[-1].startswith("vps_packages : Wait for apt"), out[-3000:]
+    assert out.split("fatal:")[0].rsplit("TASK [", 1)[-1].startswith("vps_packages : Read apt's result"), out[-3000:]
     assert "went on" not in out
 
 

@@ -48,7 +48,9 @@ SET_FACT_MODULES = {"set_fact", "ansible.builtin.set_fact", "ansible.legacy.set_
 PRODUCED_FACTS = {
     # tasks/credentials.yml: the passwords in use, given or generated; php_session
     # includes these tasks and reads the queue's password from it.
-    "redis": {"redis_credentials"},
+    "redis": {"redis_credentials",
+              # tasks/status.yml: each instance's health, for the report and its JSON file.
+              "redis_health"},
     # tasks/main.yml: the X.Y of the newest php-fpmX.Y on the host, used in paths and units.
     "php_session": {"php_session_php_version"},
     # tasks/main.yml: packages installed in this run; the other roles skip their

@@ -53,6 +53,10 @@ options:
     description: Password the C(default) user should have; if the running server refuses it, the users are reloaded too.
     type: str
   timeout: {description: Seconds to wait for a socket that is there to accept connections., type: int, default: 10}
+  report:
+    description: Also read the health report's figures (RV(info), RV(memory_doctor), RV(slowlog_len)).
+    type: bool
+    default: false
 author: redis-vps developers
 """
 
@@ -66,6 +70,9 @@ enabled: {description: Whether O(service) starts at boot (false without O(servic
 run_id: {description: The server's run_id (changes on every restart)., type: str, returned: when running}
 running_config: {description: Running value of every intended setting., type: dict, returned: when running}
 server: {description: "The running server's engine (redis, valkey) and version.", type: dict, returned: when running}
+info: {description: "INFO of the sections the health report reads, as a dict.", type: dict, returned: when running and O(report)}
+memory_doctor: {description: MEMORY DOCTOR's answer., type: str, returned: when running and O(report)}
+slowlog_len: {description: SLOWLOG LEN., type: int, returned: when running and O(report)}
 """
 
 import grp
@@ -79,6 +86,8 @@ from ansible.module_utils.basic import AnsibleModule
 # Applied before any other live change: shrinking maxmemory under noeviction
 # would make writes fail at once, so the policy moves first.
 FIRST = ("maxmemory-policy",)
+# What the health report reads (INFO takes several sections since Redis 7.0).
+REPORT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "keyspace", "errorstats")
 
 
 class RedisError(Exception):
@@ -305,6 +314,7 @@ def main():
             mode=dict(type="str", default="0640"),
             app_password=dict(type="str", no_log=True),
             timeout=dict(type="int", default=10),
+            report=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -365,6 +375,10 @@ def main():
         result["run_id"] = server.get("run_id")
         result["server"] = server_of(server)
         result["running_config"] = {name: running.get(name) for name in params["config"]}
+        if params["report"]:
+            result["info"] = info_fields(conn.call("INFO", *REPORT_SECTIONS))
+            result["memory_doctor"] = conn.call("MEMORY", "DOCTOR")
+            result["slowlog_len"] = conn.call("SLOWLOG", "LEN")
         if changes:
             diffs.append(dict(
                 before_header="running server", after_header="running server",
