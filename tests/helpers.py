@@ -42,16 +42,18 @@ def engine_of(hostvars):
 
 def instances_of(hostvars):
     """name -> the instance's record as the role lays it out for the host's engine:
-    service, conf, users_conf, user, cli, config (unixsocket, logfile, dir, ...)."""
+    service, conf, users_conf, user, cli, config (unixsocket, logfile, dir, ...), and
+    its exporter (service, port, env_file, ...) unless redis_exporter is off."""
     own = {name: {"maxmemory": "0"} for name in INSTANCES}
-    return {r["name"]: r for r in redis_plan.redis_instance_records(own, {}, engine_of(hostvars)["engine"])}
+    ports = hostvars.get("redis_exporter_ports", {"cache": 9121, "queue": 9122}) if hostvars.get("redis_exporter", True) else {}
+    return {r["name"]: r for r in redis_plan.redis_instance_records(own, {}, engine_of(hostvars)["engine"], ports)}
 
 
 def credentials_of(hostvars):
     """Passwords as the controller knows them: given in the inventory, else generated files."""
     folder = pathlib.Path(hostvars.get("redis_credentials_dir") or REPO / ".secrets")
     out = {}
-    for name in INSTANCES + ("admin",):
+    for name in INSTANCES + ("admin", "monitor"):
         given = hostvars.get("redis_%s_password" % name)
         out[name] = given or (folder / hostvars["inventory_hostname"] / ("redis_%s_password" % name)).read_text().strip()
     return out
@@ -179,3 +181,10 @@ def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml", limi
 
 def changed_count(output):
     return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
+
+
+@pytest.fixture
+def play(host):
+    """Run a playbook on the host under test only (the others are tested on their own)."""
+    name = host.backend.get_hostname()
+    return lambda *args, **kwargs: playbook(*args, limit=name, **kwargs)

@@ -70,6 +70,6 @@ def test_redis_ports_unreachable_from_another_host(host):
     probes = [testinfra.get_host("docker://" + name) for name in names]   # lab containers
     address = host.run("hostname -I").stdout.split()[0]
     check = "import socket,sys; s=socket.socket(); s.settimeout(2); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
-    for port, reachable in ((22, True), (6379, False), (6380, False)):
+    for port, reachable in ((22, True), (6379, False), (6380, False), (9121, False), (9122, False)):
         result = probes[0].run("python3 -c \"%s\" %s %d" % (check, address, port))
         assert (result.rc == 0) is reachable, (port, result.rc)

@@ -29,13 +29,6 @@ def snapshot(host, redis):
     return sums, run_id(redis, "cache"), run_id(redis, "queue")
 
 
-@pytest.fixture
-def play(host):
-    """Run a playbook on the host under test only (the others are tested on their own)."""
-    name = host.backend.get_hostname()
-    return lambda *args, **kwargs: playbook(*args, limit=name, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def every_host():
     """(testinfra host, Redis, hostvars) of every host of the scenario: a refused run is
@@ -157,6 +150,27 @@ def test_password_with_every_punctuation_character_works_end_to_end(host, redis,
     assert rc == 0, out
 
 
+def test_metrics_open_to_one_monitoring_address_and_close_again(host, redis, play):
+    ids = run_id(redis, "cache"), run_id(redis, "queue")
+    rc, out = play("-e", "redis_exporter_allow_from=192.0.2.10")
+    assert rc == 0, out
+    ruleset = host.run("nft list chain inet filter input").stdout
+    ports = [redis.instances[name]["exporter"]["port"] for name in ("cache", "queue")]
+    listening = host.run("ss -Hltn").stdout
+    for port in ports:
+        assert "ip saddr 192.0.2.10 tcp dport %d ct state new accept" % port in ruleset, ruleset
+        assert re.search(r"(\*|0\.0\.0\.0|\[::\]):%d\s" % port, listening), listening
+    assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids, "the instances must not restart for their exporters"
+    rc, out = play()
+    assert rc == 0, out
+    assert "192.0.2.10" not in host.run("nft list ruleset").stdout
+    listening = host.run("ss -Hltn").stdout
+    for port in ports:
+        assert re.search(r"127\.0\.0\.1:%d\s" % port, listening) and not re.search(r"(\*|0\.0\.0\.0|\[::\]):%d\s" % port, listening)
+    rc, out = play()
+    assert rc == 0 and changed_count(out) == 0, out
+
+
 BACKGROUND_INSTALL = """
 - hosts: all
   gather_facts: false
@@ -197,6 +211,11 @@ BAD_INPUT = [
     ({"redis_queue_password": "sixteen chars and a\nnewline"}, r"redis_queue_password: a password must be"),
     ({"redis_host_memory_mb": "lots"}, r"redis_host_memory_mb.*(int|convert)"),
     ({"redis_engine": "keydb"}, r"redis_engine must be one of: redis, valkey"),
+    ({"redis_exporter_allow_from": "0.0.0.0/0"}, r"redis_exporter_allow_from must be the one monitoring address"),
+    ({"redis_exporter_allow_from": "192.0.2.10", "vps_hardening_firewall": False},
+     r"redis_exporter_allow_from opens the metrics through the firewall .* would be open to everyone"),
+    ({"redis_exporter_ports": {"cache": 9121, "queue": 9121}}, r"redis_exporter_ports must give cache and queue two"),
+    ({"redis_monitor_password": "short"}, r"redis_monitor_password: a password must be at least 16"),
     ({"redis_host_memory_mb": 256}, r"redis_host_memory_mb must be the host's RAM in MB, at least 512"),
     ({"php_session_redis_database": 16}, r"php_session_redis_database must be 0-15"),
     ({"vps_hardening_ssh_port": 70000}, r"vps_hardening_ssh_port must be a port from 1 to 65535"),

@@ -99,3 +99,13 @@ def test_doctor_verdict_is_one_short_line():
         == "too little data to judge"
     long = doctor_verdict("Sam, I detected a few issues in this Redis instance memory implants:\n\n * High fragmentation")
     assert long.startswith("issues found:") and len(long) < 120
+
+
+def test_metrics_line_and_a_stopped_exporter_warns():
+    record = dict(QUEUE, exporter={"service": "redis-exporter@queue.service", "port": 9122})
+    result = {"item": record, "info": info(aof_enabled="1"), "units": {"redis-exporter@queue.service": {"active": True}}}
+    h = redis_health(result, now=NOW)
+    assert h["metrics"] == "redis-exporter@queue.service on port 9122: running"
+    assert redis_health_lines(h)[-1] == "  metrics      redis-exporter@queue.service on port 9122: running"
+    result["units"] = {"redis-exporter@queue.service": {"active": False}}
+    assert ("WARN", "queue's") in levels(redis_health(result, now=NOW))

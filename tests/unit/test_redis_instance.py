@@ -153,9 +153,33 @@ def test_data_folder_is_created_then_left_alone(tmp_path):
     assert not result["changed"]
 
 
-def test_unit_state_reads_systemctl_show():
+def test_units_state_reads_one_systemctl_show_for_every_unit():
     class Module:
         def run_command(self, argv):
-            assert argv[:2] == ["systemctl", "show"] and argv[-1] == "redis-server@cache.service"
-            return 0, "ActiveState=inactive\nUnitFileState=enabled\n", ""
-    assert mod.unit_state(Module(), "redis-server@cache.service") == {"ActiveState": "inactive", "UnitFileState": "enabled"}
+            assert argv[:2] == ["systemctl", "show"] and argv[-2:] == ["redis-server@cache.service", "x@cache.service"]
+            return 0, ("Id=redis-server@cache.service\nActiveState=inactive\nUnitFileState=enabled\n\n"
+                       "Id=x@cache.service\nActiveState=active\nUnitFileState=disabled\n"), ""
+    states = mod.units_state(Module(), ["redis-server@cache.service", "x@cache.service"])
+    assert states["redis-server@cache.service"]["ActiveState"] == "inactive"
+    assert states["x@cache.service"] == {"Id": "x@cache.service", "ActiveState": "active", "UnitFileState": "disabled"}
+
+
+def test_other_files_are_written_only_when_they_differ(tmp_path):
+    import grp
+    import pwd
+    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    path = tmp_path / "exporter" / "cache.env"
+
+    class Module:
+        check_mode = False
+        params = {"files": [{"path": str(path), "content": "A=1\n", "owner": me, "group": group, "mode": "0640"}]}
+
+        def fail_json(self, **kw):
+            raise AssertionError(kw)
+    result = {"written": [], "changed": False}
+    mod.sync_other_files(Module(), result)
+    assert result["written"] == [str(path)] and path.read_text() == "A=1\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    result = {"written": [], "changed": False}
+    mod.sync_other_files(Module(), result)
+    assert result == {"written": [], "changed": False}

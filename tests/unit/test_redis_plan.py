@@ -71,3 +71,15 @@ def test_valkey_records_leave_out_what_valkey_no_longer_has():
     assert "dynamic-hz" in redis_instance_records(own, common, "redis")[0]["runtime"]
     valkey = redis_instance_records(own, common, "valkey")[0]
     assert "dynamic-hz" not in valkey["config"] and "dynamic-hz" not in valkey["runtime"]
+
+
+def test_exporter_fields_follow_the_engine_and_port():
+    own = {"cache": {"maxmemory": "1mb"}, "queue": {"maxmemory": "1mb"}}
+    assert "exporter" not in redis_instance_records(own, {}, "redis")[0]
+    queue = redis_instance_records(own, {}, "valkey", {"cache": 9121, "queue": "9122"})[1]
+    assert queue["exporter"] == {
+        "service": "valkey-exporter@queue.service", "port": 9122,
+        "env_file": "/etc/valkey/valkey-queue.exporter.env",
+        "unit_file": "/etc/systemd/system/valkey-exporter@.service",
+        "nft_file": "/etc/nftables.d/valkey-exporter-queue.nft",
+    }

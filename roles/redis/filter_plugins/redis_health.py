@@ -74,10 +74,16 @@ def redis_health(result, now=None):
     """
     record = result.get("item") or result.get("instance") or {}
     name = record.get("name", "?")
+    exporter = record.get("exporter")
+    metrics = None
+    if exporter:
+        unit = (result.get("units") or {}).get(exporter["service"], {})
+        metrics = "%s on port %d: %s" % (exporter["service"], exporter["port"],
+                                         "running" if unit.get("active") else "NOT RUNNING")
     persistent = record.get("config", {}).get("appendonly") == "yes" or bool(record.get("config", {}).get("save"))
     info = result.get("info") or {}
     if not info:
-        return {"name": name, "up": False, "persistent": persistent,
+        return {"name": name, "up": False, "persistent": persistent, "metrics": metrics,
                 "error": result.get("msg") or "no answer on %s" % record.get("config", {}).get("unixsocket"),
                 "verdicts": [("CRIT", "%s is DOWN: %s" % (name, result.get("msg") or "it does not answer"))]}
     now = int(now if now is not None else time.time())
@@ -121,6 +127,7 @@ def redis_health(result, now=None):
         "memory_doctor": doctor_verdict(result.get("memory_doctor")),
         # Settings that differ from what the role would set (a rerun changes them).
         "drift": sorted(result.get("applied") or {}) + list(result.get("restart_required") or []),
+        "metrics": metrics,
     }
     health["verdicts"] = verdicts(health)
     return health
@@ -158,6 +165,8 @@ def verdicts(h):
         else:
             out.append(("OK", "cache hit rate not judged yet: %d lookups since start (%d needed)"
                               % (lookups, HIT_RATE_MIN_LOOKUPS)))
+    if h["metrics"] and "NOT RUNNING" in h["metrics"]:
+        out.append(("WARN", "%s's exporter is not running: %s; rerun site.yml" % (name, h["metrics"])))
     if h["rejected_connections"]:
         out.append(("WARN", "%s rejected %d connections (maxclients reached)" % (name, h["rejected_connections"])))
     if not out:
@@ -202,7 +211,7 @@ def redis_health_lines(health):
         "  persistence  %s" % persistence,
         "  slowlog      %s entries; OOM rejections %d" % (h["slowlog_len"], h["oom_rejections"]),
         "  doctor       %s" % (h["memory_doctor"] or "-"),
-    ]
+    ] + (["  metrics      %s" % h["metrics"]] if h["metrics"] else [])
 
 
 class FilterModule:

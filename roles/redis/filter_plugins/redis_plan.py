@@ -83,14 +83,17 @@ def redis_engine_layout(engine):
     }
 
 
-def redis_instance_records(own_settings, common, engine):
+def redis_instance_records(own_settings, common, engine, exporter_ports=None):
     """One record per instance, from `own_settings` (name -> its own settings) merged
     over `common`, with the engine's paths:
 
     name, engine, service (Debian's template unit), conf and users_conf (its aclfile),
     user/group/cli of the engine, config (what the template writes) and runtime (the
     same settings as CONFIG GET shows them: maxmemory in bytes), which the
-    redis_instance module compares with the running server.
+    redis_instance module compares with the running server; with `exporter_ports`
+    (name -> port), its Prometheus exporter: service, port, env_file (holds the
+    monitor password: root only), unit_file (one template unit for every instance)
+    and nft_file (its firewall fragment).
     """
     layout = redis_engine_layout(engine)
     records = []
@@ -118,6 +121,14 @@ def redis_instance_records(own_settings, common, engine):
             "config": config,
             "runtime": runtime,
         })
+        if exporter_ports and name in exporter_ports:
+            records[-1]["exporter"] = {
+                "service": "%s-exporter@%s.service" % (engine, name),
+                "port": int(exporter_ports[name]),
+                "env_file": "%s/%s-%s.exporter.env" % (layout["conf_dir"], engine, name),
+                "unit_file": "/etc/systemd/system/%s-exporter@.service" % engine,
+                "nft_file": "/etc/nftables.d/%s-exporter-%s.nft" % (engine, name),
+            }
     return records
 
 

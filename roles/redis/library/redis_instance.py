@@ -53,6 +53,14 @@ options:
     description: Password the C(default) user should have; if the running server refuses it, the users are reloaded too.
     type: str
   timeout: {description: Seconds to wait for a socket that is there to accept connections., type: int, default: 10}
+  files:
+    description: Other files of the instance (path, content, owner, group, mode), written when they differ; never shown.
+    type: list
+    elements: dict
+  services:
+    description: Other units of the instance whose state to report in RV(units) (with O(service)).
+    type: list
+    elements: str
   report:
     description: Also read the health report's figures (RV(info), RV(memory_doctor), RV(slowlog_len)).
     type: bool
@@ -67,6 +75,7 @@ applied: {description: "Settings changed live: name -> {before, after}.", type: 
 restart_required: {description: Differing settings that only a restart applies., type: list, returned: always}
 running: {description: "Whether the instance was running: O(service) active, or without it, its socket there.", type: bool, returned: always}
 enabled: {description: Whether O(service) starts at boot (false without O(service))., type: bool, returned: always}
+units: {description: "O(service) and O(services): unit -> {active, enabled}.", type: dict, returned: always}
 run_id: {description: The server's run_id (changes on every restart)., type: str, returned: when running}
 running_config: {description: Running value of every intended setting., type: dict, returned: when running}
 server: {description: "The running server's engine (redis, valkey) and version.", type: dict, returned: when running}
@@ -284,12 +293,37 @@ def sync_files(module, result):
     return diffs
 
 
-def unit_state(module, unit):
-    """ActiveState and UnitFileState of a systemd unit."""
-    rc, out, err = module.run_command(["systemctl", "show", "--property=ActiveState,UnitFileState", unit])
+def sync_other_files(module, result):
+    """Write each of O(files) whose content, owner or mode differs (no backup, no diff:
+    they may hold secrets); their folder is made (root, 0755) when missing."""
+    for spec in module.params["files"] or []:
+        path, content = spec["path"], spec["content"]
+        uid = pwd.getpwnam(spec["owner"]).pw_uid
+        gid = grp.getgrnam(spec["group"]).gr_gid
+        mode = int(spec["mode"], 8)
+        if read(path) == content:
+            st = os.stat(path)
+            if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode):
+                continue
+        if not module.check_mode:
+            try:
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                write_file(module, path, content, uid, gid, mode)
+            except OSError as exc:
+                module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
+        result["written"].append(path)
+        result["changed"] = True
+
+
+def units_state(module, units):
+    """unit -> its ActiveState and UnitFileState, with one systemctl call."""
+    rc, out, err = module.run_command(["systemctl", "show", "--property=Id,ActiveState,UnitFileState"] + list(units))
     if rc != 0:
-        module.fail_json(msg="systemctl show %s: %s" % (unit, err.strip()))
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        module.fail_json(msg="systemctl show %s: %s" % (" ".join(units), err.strip()))
+    # One block per unit, in the order asked, separated by a blank line.
+    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+              for block in out.strip().split("\n\n")]
+    return dict(zip(units, blocks))
 
 
 def main():
@@ -315,20 +349,33 @@ def main():
             app_password=dict(type="str", no_log=True),
             timeout=dict(type="int", default=10),
             report=dict(type="bool", default=False),
+            # Only the contents are secret: the paths come back in `written`.
+            files=dict(type="list", elements="dict", no_log=False,
+                       options=dict(path=dict(type="path", required=True),
+                                    content=dict(type="str", required=True, no_log=True),
+                                    owner=dict(type="str", default="root"),
+                                    group=dict(type="str", default="root"),
+                                    mode=dict(type="str", default="0644"))),
+            services=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    result = dict(changed=False, applied={}, restart_required=[], written=[], backups={}, running=False, enabled=False)
+    result = dict(changed=False, applied={}, restart_required=[], written=[], backups={}, running=False, enabled=False,
+                  units={})
     if params["service"]:
         # So that the role asks systemd to enable or start only the units that need it.
-        state = unit_state(module, params["service"])
-        result["enabled"] = state.get("UnitFileState") == "enabled"
-        active = state.get("ActiveState") in ("active", "activating", "reloading")
+        states = units_state(module, [params["service"]] + params["services"])
+        result["units"] = {unit: dict(active=state.get("ActiveState") in ("active", "activating", "reloading"),
+                                      enabled=state.get("UnitFileState") == "enabled")
+                           for unit, state in states.items()}
+        result["enabled"] = result["units"][params["service"]]["enabled"]
+        active = result["units"][params["service"]]["active"]
     else:
         active = os.path.exists(params["socket"])
     sync_dir(module, result)
     diffs = sync_files(module, result)
+    sync_other_files(module, result)
     users_changed = bool(params["users"]) and params["users"]["path"] in result["written"]
     if not active:
         # Not running: starting it reads the files just written.
