@@ -188,3 +188,16 @@ def play(host):
     """Run a playbook on the host under test only (the others are tested on their own)."""
     name = host.backend.get_hostname()
     return lambda *args, **kwargs: playbook(*args, limit=name, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def every_host():
+    """(testinfra host, Redis, hostvars) of every host of the molecule scenario: reruns
+    converge them side by side, a refused run is refused everywhere and must change
+    nothing anywhere."""
+    import testinfra
+    out = []
+    for host in testinfra.get_hosts(["ansible://redis_servers"], ansible_inventory=INVENTORY):
+        hostvars = host.ansible.get_variables()
+        out.append((host, Redis(host, credentials_of(hostvars), instances_of(hostvars)), hostvars))
+    return out

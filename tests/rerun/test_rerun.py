@@ -9,8 +9,7 @@ import shlex
 import time
 
 import pytest
-import testinfra
-from helpers import (INVENTORY, Redis, RedisCommandError, changed_count, credentials_of, engine_of, instances_of,
+from helpers import (INVENTORY, RedisCommandError, changed_count, engine_of,
                      php_request_command, playbook)
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
@@ -29,145 +28,163 @@ def snapshot(host, redis):
     return sums, run_id(redis, "cache"), run_id(redis, "queue")
 
 
-@pytest.fixture(scope="module")
-def every_host():
-    """(testinfra host, Redis, hostvars) of every host of the scenario: a refused run is
-    refused everywhere, and must change nothing anywhere."""
-    out = []
-    for host in testinfra.get_hosts(["ansible://redis_servers"], ansible_inventory=INVENTORY):
-        hostvars = host.ansible.get_variables()
-        out.append((host, Redis(host, credentials_of(hostvars), instances_of(hostvars)), hostvars))
-    return out
+# Each test reruns site.yml once for every host of the scenario (one release and
+# engine each): the hosts converge side by side, and every assertion runs on each.
 
 
-def test_policy_and_size_change_live_without_restart_or_lost_key(host, redis, play):
+def test_policy_and_size_change_live_without_restart_or_lost_key(every_host):
     generator = "import sys\nfor i in range(10000): sys.stdout.write('SET live:%d %d\\n' % (i, i))"
-    host.run_test("python3 -c %s | %s > /dev/null" % (
-        shlex.quote(generator), redis.cli("cache", "default", redis.credentials["cache"])))
-    keys_before = int(redis.run("cache", "DBSIZE"))
-    assert keys_before >= 10000
-    ids = run_id(redis, "cache"), run_id(redis, "queue")
+    before = {}
+    for host, redis, _ in every_host:
+        host.run_test("python3 -c %s | %s > /dev/null" % (
+            shlex.quote(generator), redis.cli("cache", "default", redis.credentials["cache"])))
+        keys = int(redis.run("cache", "DBSIZE"))
+        assert keys >= 10000
+        before[host] = keys, (run_id(redis, "cache"), run_id(redis, "queue"))
 
     changes = ["-e", "redis_cache_maxmemory_policy=allkeys-lfu", "-e", "redis_cache_maxmemory=300mb",
                "-e", "redis_queue_maxmemory=100mb"]
-    rc, out = play(*changes)
+    rc, out = playbook(*changes)
     assert rc == 0, out
-    assert redis.config("cache", "maxmemory-policy") == "allkeys-lfu"
-    assert redis.config("cache", "maxmemory") == str(300 * 2 ** 20)
-    assert redis.config("queue", "maxmemory") == str(100 * 2 ** 20)
-    assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids, "an instance was restarted"
-    assert int(redis.run("cache", "DBSIZE")) == keys_before
-    assert "allkeys-lfu" in host.file(redis.instances["cache"]["conf"]).content_string
+    for host, redis, _ in every_host:
+        keys, ids = before[host]
+        assert redis.config("cache", "maxmemory-policy") == "allkeys-lfu"
+        assert redis.config("cache", "maxmemory") == str(300 * 2 ** 20)
+        assert redis.config("queue", "maxmemory") == str(100 * 2 ** 20)
+        assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids, "an instance was restarted"
+        assert int(redis.run("cache", "DBSIZE")) == keys
+        assert "allkeys-lfu" in host.file(redis.instances["cache"]["conf"]).content_string
 
-    rc, out = play(*changes)
+    rc, out = playbook(*changes)
     assert rc == 0 and changed_count(out) == 0, out
 
-    rc, out = play()   # back to the defaults, live again
+    rc, out = playbook()   # back to the defaults, live again
     assert rc == 0, out
-    assert redis.config("cache", "maxmemory-policy") == "allkeys-lru"
-    assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids
-    assert int(redis.run("cache", "DBSIZE")) == keys_before
+    for host, redis, _ in every_host:
+        keys, ids = before[host]
+        assert redis.config("cache", "maxmemory-policy") == "allkeys-lru"
+        assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids
+        assert int(redis.run("cache", "DBSIZE")) == keys
 
 
-def test_check_diff_shows_the_change_and_no_secret(host, redis, play):
-    before = snapshot(host, redis)
-    rc, out = play("--check", "--diff", "-e", "redis_cache_maxmemory=200mb")
+def test_check_diff_shows_the_change_and_no_secret(every_host):
+    before = [snapshot(host, redis) for host, redis, _ in every_host]
+    rc, out = playbook("--check", "--diff", "-e", "redis_cache_maxmemory=200mb")
     assert rc == 0, out
-    assert "+maxmemory 200mb" in out and "-maxmemory 256mb" in out
-    for secret in redis.credentials.values():
-        assert secret not in out
-    assert snapshot(host, redis) == before
+    assert out.count("+maxmemory 200mb") >= len(every_host) and "-maxmemory 256mb" in out
+    for _, redis, _ in every_host:
+        for secret in redis.credentials.values():
+            assert secret not in out
+    assert [snapshot(host, redis) for host, redis, _ in every_host] == before
 
 
-def test_restart_only_change_restarts_only_its_instance(host, redis, play):
-    redis.run("queue", "SET", "restart:queue-key", "kept", user="default")
-    queue_id, cache_id = run_id(redis, "queue"), run_id(redis, "cache")
-    rc, out = play("-e", "redis_cache_port=6390")
+def test_restart_only_change_restarts_only_its_instance(every_host):
+    ids = {}
+    for host, redis, _ in every_host:
+        redis.run("queue", "SET", "restart:queue-key", "kept", user="default")
+        ids[host] = run_id(redis, "queue"), run_id(redis, "cache")
+    rc, out = playbook("-e", "redis_cache_port=6390")
     assert rc == 0, out
-    assert host.socket("tcp://127.0.0.1:6390").is_listening
-    assert not host.socket("tcp://127.0.0.1:6379").is_listening
-    assert run_id(redis, "cache") != cache_id
-    assert run_id(redis, "queue") == queue_id
-    rc, out = play()
+    for host, redis, _ in every_host:
+        assert host.socket("tcp://127.0.0.1:6390").is_listening
+        assert not host.socket("tcp://127.0.0.1:6379").is_listening
+        assert run_id(redis, "cache") != ids[host][1]
+        assert run_id(redis, "queue") == ids[host][0]
+    rc, out = playbook()
     assert rc == 0, out
-    assert host.socket("tcp://127.0.0.1:6379").is_listening
-    assert redis.run("queue", "GET", "restart:queue-key", user="default") == "kept"
-
-
-def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(host, redis, play):
-    # Something else holds the port: Redis cannot bind it and fails to start.
-    host.run_test("systemd-run --unit squatter python3 -m http.server --bind 127.0.0.1 6391")
-    try:
-        wait_listening(host, 6391)
-        conf = redis.instances["cache"]["conf"]
-        conf_before = host.file(conf).sha256sum
-        rc, out = play("-e", "redis_cache_port=6391")
-        assert rc != 0
-        assert "previous files are back in place" in out, out
-        assert host.file(conf).sha256sum == conf_before
-        assert host.run("ls %s | grep -c '~'" % os.path.dirname(conf)).stdout.strip() == "0", "backup files left behind"
-        assert redis.run("cache", "PING", user="default") == "PONG"
+    for host, redis, _ in every_host:
         assert host.socket("tcp://127.0.0.1:6379").is_listening
+        assert redis.run("queue", "GET", "restart:queue-key", user="default") == "kept"
+
+
+def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(every_host):
+    # Something else holds the port: Redis cannot bind it and fails to start.
+    conf_before = {}
+    for host, redis, _ in every_host:
+        host.run_test("systemd-run --unit squatter python3 -m http.server --bind 127.0.0.1 6391")
+    try:
+        for host, redis, _ in every_host:
+            wait_listening(host, 6391)
+            conf_before[host] = host.file(redis.instances["cache"]["conf"]).sha256sum
+        rc, out = playbook("-e", "redis_cache_port=6391")
+        assert rc != 0
+        assert out.count("previous files are back in place") >= len(every_host), out
+        for host, redis, _ in every_host:
+            conf = redis.instances["cache"]["conf"]
+            assert host.file(conf).sha256sum == conf_before[host]
+            assert host.run("ls %s | grep -c '~'" % os.path.dirname(conf)).stdout.strip() == "0", "backup files left behind"
+            assert redis.run("cache", "PING", user="default") == "PONG"
+            assert host.socket("tcp://127.0.0.1:6379").is_listening
     finally:
-        host.run("systemctl stop squatter")
-    rc, out = play()
+        for host, _, _ in every_host:
+            host.run("systemctl stop squatter")
+    rc, out = playbook()
     assert rc == 0 and changed_count(out) == 0, out
 
 
 PUNCTUATION_PASSWORD = "Letters " + "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + " End"
 
 
-def test_a_stopped_or_disabled_instance_is_brought_back_and_nothing_else_moves(host, redis, play):
-    redis.run("queue", "SET", "drift:queue-key", "kept", user="default")
-    queue_id = run_id(redis, "queue")
-    units = [redis.instances[name]["service"] for name in ("cache", "queue")]
-    host.run_test("systemctl stop %s && systemctl disable %s" % tuple(units))
-    rc, out = play()
+def test_a_stopped_or_disabled_instance_is_brought_back_and_nothing_else_moves(every_host):
+    before = {}
+    for host, redis, _ in every_host:
+        redis.run("queue", "SET", "drift:queue-key", "kept", user="default")
+        units = [redis.instances[name]["service"] for name in ("cache", "queue")]
+        before[host] = run_id(redis, "queue"), units
+        host.run_test("systemctl stop %s && systemctl disable %s" % tuple(units))
+    rc, out = playbook()
     assert rc == 0, out
-    assert changed_count(out) == 1, out   # the units task: one start, one enable
-    for unit in units:
-        assert host.service(unit).is_running and host.service(unit).is_enabled
-    assert run_id(redis, "queue") == queue_id, "enabling the queue must not restart it"
-    assert redis.run("queue", "GET", "drift:queue-key", user="default") == "kept"
+    assert changed_count(out) == len(every_host), out   # the units task: one start, one enable, per host
+    for host, redis, _ in every_host:
+        queue_id, units = before[host]
+        for unit in units:
+            assert host.service(unit).is_running and host.service(unit).is_enabled
+        assert run_id(redis, "queue") == queue_id, "enabling the queue must not restart it"
+        assert redis.run("queue", "GET", "drift:queue-key", user="default") == "kept"
 
 
-def test_password_with_every_punctuation_character_works_end_to_end(host, redis, play, tmp_path):
-    queue_id = run_id(redis, "queue")
-    rc, out = play(extra_vars={"redis_queue_password": PUNCTUATION_PASSWORD}, tmp_path=tmp_path)
+def test_password_with_every_punctuation_character_works_end_to_end(every_host, tmp_path):
+    ids = {host: run_id(redis, "queue") for host, redis, _ in every_host}
+    rc, out = playbook(extra_vars={"redis_queue_password": PUNCTUATION_PASSWORD}, tmp_path=tmp_path)
     assert rc == 0, out
     assert PUNCTUATION_PASSWORD not in out
-    assert run_id(redis, "queue") == queue_id, "a password change must not restart the queue"
-    assert redis.run("queue", "PING", user="default", password=PUNCTUATION_PASSWORD) == "PONG"
-    with pytest.raises(RedisCommandError):
-        redis.run("queue", "PING", user="default")   # the old password is gone
-    command = php_request_command(host, "/var/www/rerun/s.php",
-                                  "<?php session_start(); $_SESSION['n'] = 1; echo session_id();")
-    out = host.run(command)
-    sid = out.stdout.strip().splitlines()[-1]
-    assert "Set-Cookie: PHPSESSID=" in out.stdout, out.stdout
-    assert redis.run("queue", "-n", "1", "EXISTS", "PHPREDIS_SESSION:" + sid) == "1"
-    rc, out = play()   # back to the generated password
+    for host, redis, _ in every_host:
+        assert run_id(redis, "queue") == ids[host], "a password change must not restart the queue"
+        assert redis.run("queue", "PING", user="default", password=PUNCTUATION_PASSWORD) == "PONG"
+        with pytest.raises(RedisCommandError):
+            redis.run("queue", "PING", user="default")   # the old password is gone
+        command = php_request_command(host, "/var/www/rerun/s.php",
+                                      "<?php session_start(); $_SESSION['n'] = 1; echo session_id();")
+        answer = host.run(command)
+        sid = answer.stdout.strip().splitlines()[-1]
+        assert "Set-Cookie: PHPSESSID=" in answer.stdout, answer.stdout
+        assert redis.run("queue", "-n", "1", "EXISTS", "PHPREDIS_SESSION:" + sid) == "1"
+    rc, out = playbook()   # back to the generated password
     assert rc == 0, out
 
 
-def test_metrics_open_to_one_monitoring_address_and_close_again(host, redis, play):
-    ids = run_id(redis, "cache"), run_id(redis, "queue")
-    rc, out = play("-e", "redis_exporter_allow_from=192.0.2.10")
+def test_metrics_open_to_one_monitoring_address_and_close_again(every_host):
+    ids = {host: (run_id(redis, "cache"), run_id(redis, "queue")) for host, redis, _ in every_host}
+    rc, out = playbook("-e", "redis_exporter_allow_from=192.0.2.10")
     assert rc == 0, out
-    ruleset = host.run("nft list chain inet filter input").stdout
-    ports = [redis.instances[name]["exporter"]["port"] for name in ("cache", "queue")]
-    listening = host.run("ss -Hltn").stdout
-    for port in ports:
-        assert "ip saddr 192.0.2.10 tcp dport %d ct state new accept" % port in ruleset, ruleset
-        assert re.search(r"(\*|0\.0\.0\.0|\[::\]):%d\s" % port, listening), listening
-    assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids, "the instances must not restart for their exporters"
-    rc, out = play()
+    for host, redis, _ in every_host:
+        ruleset = host.run("nft list chain inet filter input").stdout
+        listening = host.run("ss -Hltn").stdout
+        for name in ("cache", "queue"):
+            port = redis.instances[name]["exporter"]["port"]
+            assert "ip saddr 192.0.2.10 tcp dport %d ct state new accept" % port in ruleset, ruleset
+            assert re.search(r"(\*|0\.0\.0\.0|\[::\]):%d\s" % port, listening), listening
+        assert (run_id(redis, "cache"), run_id(redis, "queue")) == ids[host], "the instances must not restart"
+    rc, out = playbook()
     assert rc == 0, out
-    assert "192.0.2.10" not in host.run("nft list ruleset").stdout
-    listening = host.run("ss -Hltn").stdout
-    for port in ports:
-        assert re.search(r"127\.0\.0\.1:%d\s" % port, listening) and not re.search(r"(\*|0\.0\.0\.0|\[::\]):%d\s" % port, listening)
-    rc, out = play()
+    for host, redis, _ in every_host:
+        assert "192.0.2.10" not in host.run("nft list ruleset").stdout
+        listening = host.run("ss -Hltn").stdout
+        for name in ("cache", "queue"):
+            port = redis.instances[name]["exporter"]["port"]
+            assert re.search(r"127\.0\.0\.1:%d\s" % port, listening)
+            assert not re.search(r"(\*|0\.0\.0\.0|\[::\]):%d\s" % port, listening)
+    rc, out = playbook()
     assert rc == 0 and changed_count(out) == 0, out
 
 
