@@ -166,7 +166,7 @@ def php_request_command(host, script_path, script_text):
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
 
 
-def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml", limit=None):
+def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml", limit=None, env=None):
     """Run site.yml (or `path`) on `limit` (default: every host); return (rc, output with
     runs of white space folded to one space)."""
     cmd = ["ansible-playbook", "-i", INVENTORY, str(path), *args] + (["--limit", limit] if limit else [])
@@ -174,7 +174,7 @@ def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml", limi
         path = tmp_path / "vars.json"
         path.write_text(json.dumps(extra_vars))
         cmd += ["-e", "@%s" % path]
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **(env or {}))
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     return done.returncode, " ".join((done.stdout + done.stderr).split())
 

@@ -19,3 +19,9 @@ def test_present_lists_each_engines_config_files_and_data_folders():
     found = mod.present(["redis", "valkey"], ["cache", "queue"], exists=there.__contains__)
     assert found == {"redis": ["/etc/redis/redis-queue.conf", "/var/lib/redis/queue"],
                      "valkey": ["/var/lib/valkey/cache"]}
+
+
+def test_installed_reads_dpkgs_file_lists():
+    there = {"/var/lib/dpkg/info/redis-sentinel.list", "/var/lib/dpkg/info/haproxy:amd64.list"}
+    assert mod.installed(["redis-sentinel", "valkey-sentinel", "haproxy"], exists=there.__contains__) in (
+        ["redis-sentinel", "haproxy"], ["redis-sentinel"])

@@ -14,6 +14,7 @@ description:
 options:
   instances: {description: Instance names., type: list, elements: str, required: true}
   engines: {description: Engine names; each one's files are looked for under its own name., type: list, elements: str, required: true}
+  packages: {description: Packages to tell whether dpkg has them installed., type: list, elements: str, default: []}
 author: redis-vps developers
 """
 
@@ -23,6 +24,7 @@ os_id: {description: ID from /etc/os-release (debian)., type: str, returned: alw
 os_version: {description: "VERSION_ID from /etc/os-release (12, 13), empty on testing or unstable.", type: str, returned: always}
 os_codename: {description: VERSION_CODENAME from /etc/os-release (bookworm, trixie)., type: str, returned: always}
 present: {description: "Engine -> the config files and data folders of its instances found on the host.", type: dict, returned: always}
+installed: {description: Those of O(packages) that dpkg has installed., type: list, returned: always}
 """
 
 import os
@@ -56,6 +58,13 @@ def present(engines, instances, exists=os.path.exists):
     return found
 
 
+def installed(packages, exists=os.path.exists):
+    """Those of `packages` dpkg has a file list of (installed, any architecture)."""
+    arch = os.uname().machine.replace("x86_64", "amd64").replace("aarch64", "arm64")
+    return [name for name in packages
+            if exists("/var/lib/dpkg/info/%s.list" % name) or exists("/var/lib/dpkg/info/%s:%s.list" % (name, arch))]
+
+
 def read(path):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -67,7 +76,8 @@ def read(path):
 def main():
     module = AnsibleModule(
         argument_spec=dict(instances=dict(type="list", elements="str", required=True),
-                           engines=dict(type="list", elements="str", required=True)),
+                           engines=dict(type="list", elements="str", required=True),
+                           packages=dict(type="list", elements="str", default=[])),
         supports_check_mode=True,
     )
     release = os_release(read("/etc/os-release"))
@@ -78,6 +88,7 @@ def main():
         os_version=release.get("VERSION_ID", ""),
         os_codename=release.get("VERSION_CODENAME", ""),
         present=present(module.params["engines"], module.params["instances"]),
+        installed=installed(module.params["packages"]),
     )
 
 

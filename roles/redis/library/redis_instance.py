@@ -44,7 +44,13 @@ options:
       owner: {description: Owner., type: str, default: redis}
       group: {description: Group., type: str, default: redis}
       mode: {description: Mode., type: str, default: "0700"}
-  conf: {description: "Config file: path and content (shown in diffs).", type: dict}
+  conf:
+    description:
+      - "Config file: path and content (shown in diffs)."
+      - "With server_owned (directive names), the file's lines for them are the server's (CONFIG REWRITE by Sentinel:
+        replicaof) and are kept; a new file gets initial (directive -> value) instead; server_added lists directives
+        CONFIG REWRITE may add; the file is then compared by directive, not byte."
+    type: dict
   users: {description: "Users file (the instance's aclfile): path and content (never shown). A change is loaded with ACL LOAD.", type: dict}
   owner: {description: Owner of the files., type: str, default: redis}
   group: {description: Group of the files., type: str, default: root}
@@ -59,6 +65,10 @@ options:
     elements: dict
   services:
     description: Other units of the instance whose state to report in RV(units) (with O(service)).
+    type: list
+    elements: str
+  secret_settings:
+    description: Settings whose values are secrets (masterauth); never returned nor shown in a diff.
     type: list
     elements: str
   report:
@@ -87,73 +97,18 @@ slowlog_len: {description: SLOWLOG LEN., type: int, returned: when running and O
 import grp
 import os
 import pwd
+import re
+import shlex
 import socket
 import tempfile
-import time
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.redis_resp import RedisError, RespConnection, connect  # noqa: F401  (role module_utils)
 
 # Applied before any other live change: shrinking maxmemory under noeviction
 # would make writes fail at once, so the policy moves first.
 FIRST = ("maxmemory-policy",)
 # What the health report reads (INFO takes several sections since Redis 7.0).
 REPORT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication", "keyspace", "errorstats")
-
-
-class RedisError(Exception):
-    """An error reply from the server."""
-
-
-class RespConnection:
-    """Just enough RESP2 to send commands and read replies."""
-
-    def __init__(self, path, timeout):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.reader = self.sock.makefile("rb")
-
-    def close(self):
-        self.reader.close()
-        self.sock.close()
-
-    def call(self, *args):
-        parts = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        self.sock.sendall(b"".join(parts))
-        return self._reply()
-
-    def _reply(self):
-        line = self.reader.readline()
-        if not line.endswith(b"\r\n"):
-            raise ConnectionError("connection closed by the server")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RedisError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            size = int(rest)
-            return None if size < 0 else self.reader.read(size + 2)[:-2].decode()
-        if kind == b"*":
-            size = int(rest)
-            return None if size < 0 else [self._reply() for _ in range(size)]
-        raise RedisError("unexpected reply %r" % line)
-
-
-def connect(path, timeout):
-    """Connect, retrying while the socket is not there yet (instance starting)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return RespConnection(path, timeout)
-        except (FileNotFoundError, ConnectionRefusedError):
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
 
 
 def plan_changes(running, intended, live):
@@ -256,6 +211,70 @@ def sync_dir(module, result):
     result["changed"] = True
 
 
+def directives(text):
+    """A config file's directives: name -> all its arguments (quotes undone), comments and
+    blank lines skipped. The same settings written by us or by CONFIG REWRITE (which
+    quotes paths) compare equal."""
+    out = {}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            words = line.split()
+        # One list of arguments per directive: CONFIG REWRITE writes `save 3600 1 300 100`
+        # as one line per pair.
+        out.setdefault(words[0].lower(), []).extend(words[1:])
+    return out
+
+
+def server_owned_lines(text, owned):
+    """The lines of `text` that set a directive in `owned` (what the server, or Sentinel
+    through CONFIG REWRITE, keeps in the file: replicaof after a failover)."""
+    return [line for line in (text or "").splitlines()
+            if line.strip() and not line.strip().startswith("#") and line.split()[0].lower() in owned]
+
+
+def intended_conf(spec, before):
+    """The config file to write and whether `before` already says the same.
+
+    Without `server_owned`, the file is ours to the byte. With it (a replicated
+    instance), the server's own lines for those directives are kept (or, in a new file,
+    `initial` ones), directives the server adds that are not ours nor owned are allowed
+    only if listed in `server_added`, and the comparison is by directive, so a CONFIG
+    REWRITE that only quoted paths changes nothing."""
+    owned = set(spec.get("server_owned") or [])
+    if not owned:
+        return spec["content"], before == spec["content"]
+    kept = server_owned_lines(before, owned) if before is not None else \
+        ["%s %s" % (name, value) for name, value in (spec.get("initial") or {}).items() if value]
+    content = spec["content"].rstrip("\n") + "\n" + ("\n# Kept from the server (Sentinel's view)\n" + "\n".join(kept) + "\n"
+                                                   if kept else "")
+    if before is None:
+        return content, False
+    have, want = directives(before), directives(content)
+    extra = set(have) - set(want) - set(spec.get("server_added") or [])
+    same = not extra and all(have.get(name) == values for name, values in want.items())
+    return content, same
+
+
+def mask(result, diffs, secrets):
+    """Hide the values of secret settings in what the module returns and shows."""
+    for name in secrets:
+        for key in ("running_config",):
+            if name in result.get(key, {}):
+                result[key][name] = "********"
+        if name in result.get("applied", {}):
+            result["applied"][name] = dict(before="********", after="********")
+    pattern = re.compile(r"^(\s*(?:%s)\s).*$" % "|".join(map(re.escape, secrets)), re.MULTILINE | re.IGNORECASE) if secrets else None
+    for diff in diffs or []:
+        for side in ("before", "after"):
+            if pattern and diff.get(side):
+                diff[side] = pattern.sub(r"\1********", diff[side])
+
+
 def sync_files(module, result):
     """Write each file that differs (keeping a backup); fix owner and mode. Returns the changed paths."""
     params = module.params
@@ -269,9 +288,10 @@ def sync_files(module, result):
         spec = params[kind]
         if not spec:
             continue
-        path, content = spec["path"], spec["content"]
+        path = spec["path"]
         before = read(path)
-        if before == content:
+        content, same = intended_conf(spec, before) if kind == "conf" else (spec["content"], before == spec["content"])
+        if same:
             st = os.stat(path)
             if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode):
                 if not module.check_mode:
@@ -340,7 +360,10 @@ def main():
             config=dict(type="dict", required=True),
             live=dict(type="list", elements="str", default=[]),
             conf=dict(type="dict", options=dict(path=dict(type="path", required=True),
-                                                content=dict(type="str", required=True))),
+                                                content=dict(type="str", required=True),
+                                                server_owned=dict(type="list", elements="str", default=[]),
+                                                server_added=dict(type="list", elements="str", default=[]),
+                                                initial=dict(type="dict", default={}))),
             users=dict(type="dict", no_log=True, options=dict(path=dict(type="path", required=True),
                                                               content=dict(type="str", required=True, no_log=True))),
             owner=dict(type="str", default="redis"),
@@ -357,10 +380,17 @@ def main():
                                     group=dict(type="str", default="root"),
                                     mode=dict(type="str", default="0644"))),
             services=dict(type="list", elements="str", default=[]),
+            secret_settings=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     params = module.params
+    # Whatever leaves the module has the secret settings' values hidden.
+    for name in ("exit_json", "fail_json"):
+        def hidden(_done=getattr(module, name), **kw):
+            mask(kw, kw.get("diff"), params["secret_settings"])
+            _done(**kw)
+        setattr(module, name, hidden)
     result = dict(changed=False, applied={}, restart_required=[], written=[], backups={}, running=False, enabled=False,
                   units={})
     if params["service"]:

@@ -1,0 +1,63 @@
+"""Just enough of the Redis protocol (RESP2) for the role's modules: commands over a
+unix socket, replies parsed. The standard library only: the hosts need no client
+package. Shared by library/redis_instance.py and library/redis_sentinel.py."""
+
+import socket
+import time
+
+
+class RedisError(Exception):
+    """An error reply from the server."""
+
+
+class RespConnection:
+    """Just enough RESP2 to send commands and read replies."""
+
+    def __init__(self, path, timeout):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.reader = self.sock.makefile("rb")
+
+    def close(self):
+        self.reader.close()
+        self.sock.close()
+
+    def call(self, *args):
+        parts = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(parts))
+        return self._reply()
+
+    def _reply(self):
+        line = self.reader.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("connection closed by the server")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self.reader.read(size + 2)[:-2].decode()
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self._reply() for _ in range(size)]
+        raise RedisError("unexpected reply %r" % line)
+
+
+def connect(path, timeout):
+    """Connect, retrying while the socket is not there yet (instance starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return RespConnection(path, timeout)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
