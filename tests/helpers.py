@@ -52,10 +52,16 @@ def instances_of(hostvars):
 def credentials_of(hostvars):
     """Passwords as the controller knows them: given in the inventory, else generated files."""
     folder = pathlib.Path(hostvars.get("redis_credentials_dir") or REPO / ".secrets")
+    own = folder / hostvars["inventory_hostname"]
+    # The hosts of redis_ha share the replicated queue's users: one folder for the group.
+    shared = folder / "redis_ha" if "redis_ha" in hostvars.get("group_names", []) else own
     out = {}
     for name in INSTANCES + ("admin", "monitor"):
         given = hostvars.get("redis_%s_password" % name)
-        out[name] = given or (folder / hostvars["inventory_hostname"] / ("redis_%s_password" % name)).read_text().strip()
+        out[name] = given or ((own if name == "cache" else shared) / ("redis_%s_password" % name)).read_text().strip()
+    for name in ("replica", "sentinel", "haproxy"):
+        if (shared / ("%s_password" % name)).exists() and shared != own:
+            out[name] = (shared / ("%s_password" % name)).read_text().strip()
     return out
 
 
