@@ -49,9 +49,16 @@ def instances_of(hostvars):
     return {r["name"]: r for r in redis_plan.redis_instance_records(own, {}, engine_of(hostvars)["engine"], ports)}
 
 
-def credentials_of(hostvars):
-    """Passwords as the controller knows them: given in the inventory, else generated files."""
-    folder = pathlib.Path(hostvars.get("redis_credentials_dir") or REPO / ".secrets")
+def credentials_of(hostvars, inventory=None):
+    """Passwords as the controller knows them: given in the inventory, else generated files,
+    in redis_credentials_dir or where the role puts them by default: .secrets/ next to the
+    inventory (roles from the installed collection) or at the top of this repository."""
+    if hostvars.get("redis_credentials_dir"):
+        folders = [pathlib.Path(hostvars["redis_credentials_dir"])]
+    else:
+        inventory = pathlib.Path(inventory).resolve() if inventory else None
+        folders = ([(inventory if inventory.is_dir() else inventory.parent) / ".secrets"] if inventory else []) + [REPO / ".secrets"]
+    folder = next((f for f in folders if (f / hostvars["inventory_hostname"]).is_dir()), folders[-1])
     own = folder / hostvars["inventory_hostname"]
     # The hosts of redis_ha share the replicated queue's users: one folder for the group.
     shared = folder / "redis_ha" if "redis_ha" in hostvars.get("group_names", []) else own
@@ -76,8 +83,8 @@ def instances(hostvars):
 
 
 @pytest.fixture(scope="module")
-def credentials(hostvars):
-    return credentials_of(hostvars)
+def credentials(host, hostvars):
+    return credentials_of(hostvars, getattr(host.backend, "ansible_inventory", None))
 
 
 class Redis:

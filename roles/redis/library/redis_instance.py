@@ -102,7 +102,7 @@ import shlex
 import socket
 import tempfile
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.redis_resp import RedisError, RespConnection, connect  # noqa: F401  (role module_utils)
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, RespConnection, connect  # noqa: F401  (role module_utils)
 
 # Applied before any other live change: shrinking maxmemory under noeviction
 # would make writes fail at once, so the policy moves first.

@@ -49,7 +49,7 @@ import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.redis_resp import RedisError, connect
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
 
 
 def monitors(text, name):

@@ -1,6 +1,8 @@
 """Just enough of the Redis protocol (RESP2) for the role's modules: commands over a
 unix socket, replies parsed. The standard library only: the hosts need no client
-package. Shared by library/redis_instance.py and library/redis_sentinel.py."""
+package. Shared by library/redis_instance.py and library/redis_sentinel.py, which
+import it as the collection's module_utils (plugins/module_utils/redis_resp.py links
+here): found that way both from this repository and from the installed collection."""
 
 import socket
 import time

@@ -1,0 +1,1 @@
+../../roles/php_session/filter_plugins/php_url.py

@@ -1,0 +1,1 @@
+../../roles/redis/filter_plugins/redis_health.py
