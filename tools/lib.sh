@@ -185,3 +185,14 @@ wait_for_systemd() {
   log "systemd in $name did not come up (state: $state)"
   return 1
 }
+
+# A 172.29.N /24 that no Docker network of this machine uses (for molecule/ha).
+free_ha_net() {
+  local used n
+  used="$(docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' 2>/dev/null)"
+  for _ in $(seq 1 50); do
+    n=$((RANDOM % 200 + 30))
+    case " $used " in *" 172.29.$n.0/24 "*) ;; *) echo "172.29.$n"; return 0 ;; esac
+  done
+  echo "172.29.87"
+}

@@ -109,3 +109,18 @@ def test_metrics_line_and_a_stopped_exporter_warns():
     assert redis_health_lines(h)[-1] == "  metrics      redis-exporter@queue.service on port 9122: running"
     result["units"] = {"redis-exporter@queue.service": {"active": False}}
     assert ("WARN", "queue's") in levels(redis_health(result, now=NOW))
+
+
+def test_replication_of_a_primary_and_of_a_replica():
+    primary = health(QUEUE, aof_enabled="1", connected_slaves="2",
+                     slave0="ip=10.0.0.2,port=6380,state=online,offset=10,lag=0",
+                     slave1="ip=10.0.0.3,port=6380,state=wait_bgsave,offset=0,lag=9")
+    assert primary["replication"]["role"] == "primary" and len(primary["replication"]["replicas"]) == 2
+    assert ("WARN", "queue:") in levels(primary)
+    assert "primary of 10.0.0.2:6380 (online, 0 s behind), 10.0.0.3:6380 (wait_bgsave, 9 s behind)" in \
+        "\n".join(redis_health_lines(primary))
+    replica = health(QUEUE, aof_enabled="1", role="slave", master_host="10.0.0.1", master_port="6380",
+                     master_link_status="down", master_last_io_seconds_ago="-1")
+    assert replica["replication"] == {"role": "replica", "primary": "10.0.0.1:6380", "link": "down", "last_io_seconds": -1}
+    assert ("CRIT", "queue:") in levels(replica)
+    assert health(CACHE)["replication"] is None

@@ -66,6 +66,23 @@ def doctor_verdict(text):
     return "issues found: " + (first if len(first) <= 80 else first[:77] + "...") + " (run MEMORY DOCTOR)"
 
 
+def replication(info):
+    """The replication part of INFO: a primary's replicas with their lag, or a replica's
+    primary and link; None for an instance that is neither (no replica, no primary)."""
+    if info.get("role", "master") == "master":
+        replicas = []
+        for key, value in sorted(info.items()):
+            if key.startswith("slave") and key[5:].isdigit():
+                fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+                replicas.append({"address": "%s:%s" % (fields.get("ip"), fields.get("port")),
+                                 "state": fields.get("state"), "lag": int(fields.get("lag", 0))})
+        if not replicas:
+            return None
+        return {"role": "primary", "replicas": replicas}
+    return {"role": "replica", "primary": "%s:%s" % (info.get("master_host"), info.get("master_port")),
+            "link": info.get("master_link_status"), "last_io_seconds": _int(info, "master_last_io_seconds_ago", -1)}
+
+
 def redis_health(result, now=None):
     """One instance's health from the redis_instance module's result (report: true).
 
@@ -98,7 +115,7 @@ def redis_health(result, now=None):
         "engine": engine,
         "version": info.get(engine + "_version", info.get("redis_version")),
         "uptime_seconds": _int(info, "uptime_in_seconds"),
-        "role": info.get("role", "master"),
+        "role": {"master": "primary", "slave": "replica"}.get(info.get("role", "master"), info.get("role")),
         "used_memory": used,
         "maxmemory": maxmemory,
         "memory_ratio": round(used / maxmemory, 4) if maxmemory else None,
@@ -128,6 +145,7 @@ def redis_health(result, now=None):
         # Settings that differ from what the role would set (a rerun changes them).
         "drift": sorted(result.get("applied") or {}) + list(result.get("restart_required") or []),
         "metrics": metrics,
+        "replication": replication(info),
     }
     health["verdicts"] = verdicts(health)
     return health
@@ -165,6 +183,12 @@ def verdicts(h):
         else:
             out.append(("OK", "cache hit rate not judged yet: %d lookups since start (%d needed)"
                               % (lookups, HIT_RATE_MIN_LOOKUPS)))
+    rep = h.get("replication") or {}
+    if rep.get("role") == "replica" and rep.get("link") != "up":
+        out.append(("CRIT", "%s: the link to the primary %s is %s" % (name, rep["primary"], rep.get("link"))))
+    for replica in rep.get("replicas", []):
+        if replica["state"] != "online" or replica["lag"] > 5:
+            out.append(("WARN", "%s: replica %s is %s, %d s behind" % (name, replica["address"], replica["state"], replica["lag"])))
     if h["metrics"] and "NOT RUNNING" in h["metrics"]:
         out.append(("WARN", "%s's exporter is not running: %s; rerun site.yml" % (name, h["metrics"])))
     if h["rejected_connections"]:
@@ -211,7 +235,16 @@ def redis_health_lines(health):
         "  persistence  %s" % persistence,
         "  slowlog      %s entries; OOM rejections %d" % (h["slowlog_len"], h["oom_rejections"]),
         "  doctor       %s" % (h["memory_doctor"] or "-"),
-    ] + (["  metrics      %s" % h["metrics"]] if h["metrics"] else [])
+    ] + (["  metrics      %s" % h["metrics"]] if h["metrics"] else []) + replication_lines(h.get("replication"))
+
+
+def replication_lines(rep):
+    if not rep:
+        return []
+    if rep["role"] == "primary":
+        return ["  replication  primary of %s" % ", ".join(
+            "%s (%s, %d s behind)" % (r["address"], r["state"], r["lag"]) for r in rep["replicas"])]
+    return ["  replication  replica of %s, link %s, last heard %d s ago" % (rep["primary"], rep["link"], rep["last_io_seconds"])]
 
 
 class FilterModule:
