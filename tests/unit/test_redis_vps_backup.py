@@ -286,3 +286,14 @@ def test_offsite_without_a_repository_is_refused(setup):
     tmp, config = setup
     with pytest.raises(prog.Refused, match="no off-site repository"):
         prog.stage(config, "", offsite=True)
+
+
+def test_metrics_for_node_exporters_textfile_collector():
+    good = prog.metrics_text("queue", {"last_success": 1700000000, "offsite_repository": "sftp:x:/y",
+                                       "offsite": {"last_success": 1700000005}})
+    assert 'redis_vps_backup_last_success_timestamp_seconds{redis_instance="queue"} 1700000000\n' in good
+    assert 'redis_vps_backup_last_run_success{redis_instance="queue"} 1\n' in good
+    assert 'redis_vps_backup_offsite_last_success_timestamp_seconds{redis_instance="queue"} 1700000005\n' in good
+    failed = prog.metrics_text("queue", {"last_success": 1700000000, "last_failure": 1700003600})
+    assert 'redis_vps_backup_last_run_success{redis_instance="queue"} 0\n' in failed and "offsite" not in failed
+    assert 'redis_vps_backup_last_success_timestamp_seconds{redis_instance="queue"} 0\n' in prog.metrics_text("queue", {})

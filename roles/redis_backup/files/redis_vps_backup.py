@@ -10,6 +10,8 @@ written by the role; secrets are read from systemd's credentials folder
 
   redis-vps-backup backup INSTANCE      one snapshot now (what the timer runs)
   redis-vps-backup list INSTANCE        the local and off-site snapshots
+  redis-vps-backup metrics INSTANCE     the status as Prometheus metrics for node_exporter's
+                                        textfile collector, when it is installed (root)
   redis-vps-backup restore INSTANCE [--snapshot NAME] [--offsite] [--check-only]
                                         (root; the admin password on stdin)
 
@@ -515,6 +517,48 @@ def backup(config):
     write_json(status_path, status)
 
 
+# --- metrics --------------------------------------------------------------------------
+
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+
+
+def metrics_text(instance, status):
+    """The status file as Prometheus text: the last good backup's time, whether the last run
+    succeeded, and the last off-site copy's time."""
+    label = '{redis_instance="%s"}' % instance
+    success, failure = status.get("last_success"), status.get("last_failure")
+    ok = 0 if failure and (not success or failure > success) else 1
+    lines = [
+        "# HELP redis_vps_backup_last_success_timestamp_seconds Time of the snapshot of the last good backup.",
+        "# TYPE redis_vps_backup_last_success_timestamp_seconds gauge",
+        "redis_vps_backup_last_success_timestamp_seconds%s %d" % (label, success or 0),
+        "# HELP redis_vps_backup_last_run_success Whether the last backup run succeeded (1) or failed (0).",
+        "# TYPE redis_vps_backup_last_run_success gauge",
+        "redis_vps_backup_last_run_success%s %d" % (label, ok),
+    ]
+    offsite = (status.get("offsite") or {}).get("last_success")
+    if status.get("offsite_repository"):
+        lines += [
+            "# HELP redis_vps_backup_offsite_last_success_timestamp_seconds Time of the last good off-site copy.",
+            "# TYPE redis_vps_backup_offsite_last_success_timestamp_seconds gauge",
+            "redis_vps_backup_offsite_last_success_timestamp_seconds%s %d" % (label, offsite or 0),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(config):
+    """Run after each backup (ExecStopPost, as root): only where node_exporter's textfile
+    folder exists; written beside and renamed, as the collector wants."""
+    if not os.path.isdir(TEXTFILE_DIR):
+        return
+    status = read_json(os.path.join(config["dest"], "status.json"), {}) or {}
+    path = os.path.join(TEXTFILE_DIR, "redis_vps_backup_%s.prom" % config["instance"])
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(metrics_text(config["instance"], status))
+    os.chmod(path + ".tmp", 0o644)
+    os.replace(path + ".tmp", path)
+
+
 # --- list -----------------------------------------------------------------------------
 
 def listing(config):
@@ -732,6 +776,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backup").add_argument("instance")
     sub.add_parser("list").add_argument("instance")
+    sub.add_parser("metrics").add_argument("instance")
     rest = sub.add_parser("restore")
     rest.add_argument("instance")
     rest.add_argument("--snapshot", default="")
@@ -742,6 +787,8 @@ def main(argv=None):
         config = load_config(args.instance)
         if args.command == "backup":
             backup(config)
+        elif args.command == "metrics":
+            write_metrics(config)
         elif args.command == "list":
             print(json.dumps(listing(config), indent=2))
         else:
