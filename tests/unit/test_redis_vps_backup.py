@@ -297,3 +297,12 @@ def test_metrics_for_node_exporters_textfile_collector():
     failed = prog.metrics_text("queue", {"last_success": 1700000000, "last_failure": 1700003600})
     assert 'redis_vps_backup_last_run_success{redis_instance="queue"} 0\n' in failed and "offsite" not in failed
     assert 'redis_vps_backup_last_success_timestamp_seconds{redis_instance="queue"} 0\n' in prog.metrics_text("queue", {})
+
+
+def test_a_damaged_rdb_whose_report_is_not_text_is_refused(setup):
+    tmp, config = setup
+    check = tmp / "check-rdb"
+    check.write_text("#!/bin/sh\nprintf '[info] 3 keys read\\n\\224\\377 garbage\\nRDB CRC error\\n'; exit 1\n")
+    snapshot_file(config, "queue-20250101T000000Z", b"REDIS0011" + b"\x00" * 10)
+    with pytest.raises(prog.Refused, match="check-rdb says the snapshot is not sound: .*RDB CRC error"):
+        prog.stage(config, "", offsite=False)

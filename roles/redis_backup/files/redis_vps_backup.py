@@ -281,7 +281,11 @@ def sha256_of(path):
 def locked(config, wait):
     """One backup or restore of an instance at a time."""
     path = os.path.join(config["dest"], ".lock")
-    with open(path, "a") as handle:
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)    # flock needs no write access
+    if os.geteuid() == 0:        # a restore, as root: the service's user must open it too
+        st = os.stat(config["dest"])
+        os.fchown(fd, st.st_uid, st.st_gid)
+    with os.fdopen(fd) as handle:
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -306,8 +310,8 @@ def local_snapshots(config):
 def check_rdb(config, path, fds=()):
     """The engine's own redis-check-rdb (valkey-check-rdb) on a file: format, every object,
     the CRC64 at the end. Returns its figures; raises Refused with its words."""
-    done = subprocess.run([config["check_rdb"], path], capture_output=True, text=True, pass_fds=fds, timeout=3600)
-    output = done.stdout + done.stderr
+    done = subprocess.run([config["check_rdb"], path], capture_output=True, pass_fds=fds, timeout=3600)
+    output = (done.stdout + done.stderr).decode(errors="replace")     # a damaged file's bytes may show
     if done.returncode != 0 or "RDB looks OK" not in output:
         last = [line for line in output.splitlines() if line.strip()][-3:]
         raise Refused("%s says the snapshot is not sound: %s" % (os.path.basename(config["check_rdb"]), " / ".join(last)))
@@ -316,7 +320,7 @@ def check_rdb(config, path, fds=()):
 
 def engine_limit(config):
     """(engine, version, newest RDB version it reads) of the installed server."""
-    done = subprocess.run([config["server_bin"], "--version"], capture_output=True, text=True)
+    done = subprocess.run([config["server_bin"], "--version"], capture_output=True, text=True, errors="replace")
     engine, version = server_version(done.stdout)
     return engine, version, max_rdb_version(engine or config["engine"], version or "")
 
@@ -627,7 +631,7 @@ def stage(config, snapshot, offsite):
 
 
 def systemctl(*args):
-    done = subprocess.run(["systemctl"] + list(args), capture_output=True, text=True)
+    done = subprocess.run(["systemctl"] + list(args), capture_output=True, text=True, errors="replace")
     if done.returncode != 0:
         raise Failed("systemctl %s: %s" % (" ".join(args), done.stderr.strip()))
 
@@ -800,6 +804,9 @@ def main(argv=None):
     except (Failed, OSError, RedisError, subprocess.SubprocessError) as exc:
         log("failed: %s" % exc)
         return 1
+    except Exception as exc:     # noqa: BLE001 - said in one line, then the details for a bug report
+        log("failed: unexpected %s: %s" % (type(exc).__name__, exc))
+        raise
     return 0
 
 
