@@ -28,7 +28,8 @@ KEYS = 10000
 # The newest RDB version each platform's engine reads (Redis 7.0, Redis 8.0, Valkey 8.1).
 NEWEST_RDB = {("bookworm", "redis"): 10, ("trixie", "redis"): 12, ("trixie", "valkey"): 11}
 DISASTER_HOST = "bkp-d13-redis"
-EPHEMERAL = pathlib.Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
+# The writer test leaves its figures here for docs/backup.md (the project's state folder, tools/lib.sh).
+FIGURES = pathlib.Path(os.environ.get("REDIS_VPS_STATE", "/var/tmp/redis-vps"))
 
 
 class Vps:
@@ -235,7 +236,8 @@ def test_a_backup_under_a_steady_writer_blocks_no_command_and_loses_no_write(hos
                "backup_seconds": round(float(end) - float(start), 2), "commands_during_backup": len(during),
                "max_ms_during_backup": round(max(during), 2), "max_ms": round(report["max_ms"], 2),
                "p99_ms": round(report["p99_ms"], 3), "snapshot_keys": status["last_keys"]}
-    with open(EPHEMERAL / ("backup-latency-%s.json" % figures["host"]), "w") as handle:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    with open(FIGURES / ("backup-latency-%s.json" % figures["host"]), "w") as handle:
         json.dump(figures, handle)
     assert report["lost"] == 0 and report["acked"] > 10000, figures
     assert len(during) > 1000, figures           # the writer went on while the backup ran
