@@ -219,21 +219,28 @@ def test_a_refused_restore_leaves_the_instance_and_its_data_as_they_were(every_v
 
 def test_a_backup_under_a_steady_writer_blocks_no_command_and_loses_no_write(host, redis, instances):
     """A client writes steadily (5,000 SETs a second) for 8 s; a backup runs in the middle. Every acknowledged
-    write is there afterwards, the snapshot holds some of them, and no command waited long."""
+    write is there afterwards, the snapshot holds some of them, and no command waited long. Meanwhile no
+    process shows a password on its command line."""
     queue = instances["queue"]
     put_file(host, "/usr/local/lib/bkp_writer.py", (pathlib.Path(__file__).parent / "writer.py").read_text())
     put_file(host, "/root/.bkp_pw", redis.credentials["queue"] + "\n", mode="0600")
     keys_before = int(redis.run("queue", "DBSIZE"))
-    out = host.check_output(
-        "python3 /usr/local/lib/bkp_writer.py %s 8 5000 < /root/.bkp_pw > /root/bkp_writer.json & sleep 2;"
-        " date +%%s.%%N; systemctl start %s; date +%%s.%%N; wait; cat /root/bkp_writer.json; rm -f /root/.bkp_pw"
+    host.run_test(
+        "rm -f /root/bkp_end /root/bkp_ps.txt;"
+        " python3 /usr/local/lib/bkp_writer.py %s 8 5000 < /root/.bkp_pw > /root/bkp_writer.json & sleep 2;"
+        " date +%%s.%%N > /root/bkp_start; (systemctl start %s; date +%%s.%%N > /root/bkp_end) &"
+        " while [ ! -f /root/bkp_end ]; do ps -eo args >> /root/bkp_ps.txt; sleep 0.05; done; wait; rm -f /root/.bkp_pw"
         % (queue["config"]["unixsocket"], queue["backup"]["service"]))
-    start, end, report = out.split("\n", 2)
-    report = json.loads(report)
-    during = [ms for when, ms in report["timings"] if float(start) <= when <= float(end)]
+    start, end = (float(host.file("/root/bkp_%s" % name).content_string) for name in ("start", "end"))
+    report = json.loads(host.file("/root/bkp_writer.json").content_string)
+    during = [ms for when, ms in report["timings"] if start <= when <= end]
     status = json.loads(host.file(queue["backup"]["status_file"]).content_string)
+    processes = host.file("/root/bkp_ps.txt").content_string
+    assert "redis-vps-backup backup queue" in processes and "restic" in processes
+    for secret in list(redis.credentials.values()) + [host.file("/etc/redis-vps-backup/restic-password").content_string.strip()]:
+        assert secret not in processes
     figures = {"host": host.backend.get_hostname(), "acked": report["acked"], "lost": report["lost"],
-               "backup_seconds": round(float(end) - float(start), 2), "commands_during_backup": len(during),
+               "backup_seconds": round(end - start, 2), "commands_during_backup": len(during),
                "max_ms_during_backup": round(max(during), 2), "max_ms": round(report["max_ms"], 2),
                "p99_ms": round(report["p99_ms"], 3), "snapshot_keys": status["last_keys"]}
     FIGURES.mkdir(parents=True, exist_ok=True)
