@@ -198,6 +198,18 @@ REFUSALS = [
 ]
 
 
+@pytest.fixture
+def no_scheduled_backup(every_vps):
+    """The timers stopped (a scheduled BGSAVE would rewrite dump.rdb under the comparison), and
+    started again after."""
+    for vps in every_vps:
+        vps.host.run_test("systemctl stop %s %s" % (vps.queue["backup"]["timer"], vps.queue["backup"]["service"]))
+    yield
+    for vps in every_vps:
+        vps.host.run_test("systemctl start %s" % vps.queue["backup"]["timer"])
+
+
+@pytest.mark.usefixtures("no_scheduled_backup")
 @pytest.mark.parametrize("extra_vars, how, message", REFUSALS, ids=["unknown-name", "engine-cannot-load",
                                                                      "gz-checksum", "rdb-checksum", "no-persistence"])
 def test_a_refused_restore_leaves_the_instance_and_its_data_as_they_were(every_vps, tmp_path, extra_vars, how, message):
