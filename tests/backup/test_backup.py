@@ -142,7 +142,9 @@ def test_flushall_then_restore_brings_back_every_key_pending_entry_and_session(e
         vps.redis.run("queue", "FLUSHALL")
         assert vps.keyspace() == {}
 
-    out = ok(*playbook(path=RESTORE, tmp_path=tmp_path))
+    rc, out = playbook(path=RESTORE, tmp_path=tmp_path)
+    assert rc != 0 and "would restore 3 hosts at once: name one with --limit" in out, out[-3000:]
+    out = ok(*playbook("-e", "redis_restore_all_hosts=true", path=RESTORE, tmp_path=tmp_path))
     for vps in every_vps:
         keyspace, pending, cookie, count = before[vps.name]
         assert vps.keyspace() == keyspace
@@ -217,7 +219,7 @@ def test_a_refused_restore_leaves_the_instance_and_its_data_as_they_were(every_v
         for vps in every_vps:
             crafted(vps, extra_vars["redis_restore_snapshot"], how)
     before = [vps.state() for vps in every_vps]
-    rc, out = playbook(path=RESTORE, extra_vars=extra_vars, tmp_path=tmp_path)
+    rc, out = playbook(path=RESTORE, extra_vars=dict(extra_vars, redis_restore_all_hosts=True), tmp_path=tmp_path)
     assert rc != 0
     for vps in every_vps:
         said = " ".join(re.findall(r"fatal: \[%s\](.*?)(?=(?:ok|changed|failed|fatal|skipping): \[|TASK \[|PLAY |$)"
