@@ -384,7 +384,8 @@ def main():
         try:
             result["backup"] = json.loads(read(params["backup_status"]) or "null")
         except ValueError:
-            result["backup"] = {"last_error": "unreadable status file %s" % params["backup_status"]}
+            result["backup"] = {"last_error": "unreadable status file %s" % params["backup_status"],
+                                "last_failure": int(time.time())}
     sync_dir(module, result)
     diffs = sync_files(module, result)
     sync_other_files(module, result)
