@@ -43,8 +43,10 @@ def engine_of(hostvars):
 def instances_of(hostvars):
     """name -> the instance's record as the role lays it out for the host's engine:
     service, conf, users_conf, user, cli, config (unixsocket, logfile, dir, ...), and
-    its exporter (service, port, env_file, ...) unless redis_exporter is off."""
-    own = {name: {"maxmemory": "0"} for name in INSTANCES}
+    its exporter (service, port, env_file, ...) unless redis_exporter is off, and for the
+    queue (persistent) its backups (dir, status_file, service, timer, ...)."""
+    own = {"cache": {"maxmemory": "0", "appendonly": "no", "save": ""},
+           "queue": {"maxmemory": "0", "appendonly": "yes", "save": "3600 1"}}
     ports = hostvars.get("redis_exporter_ports", {"cache": 9121, "queue": 9122}) if hostvars.get("redis_exporter", True) else {}
     return {r["name"]: r for r in redis_plan.redis_instance_records(own, {}, engine_of(hostvars)["engine"], ports)}
 
@@ -63,9 +65,11 @@ def credentials_of(hostvars, inventory=None):
     # The hosts of redis_ha share the replicated queue's users: one folder for the group.
     shared = folder / "redis_ha" if "redis_ha" in hostvars.get("group_names", []) else own
     out = {}
-    for name in INSTANCES + ("admin", "monitor"):
+    for name in INSTANCES + ("admin", "monitor", "backup"):
         given = hostvars.get("redis_%s_password" % name)
-        out[name] = given or ((own if name == "cache" else shared) / ("redis_%s_password" % name)).read_text().strip()
+        path = (own if name == "cache" else shared) / ("redis_%s_password" % name)
+        if given or name != "backup" or path.exists():    # backup: only on hosts the backup role has seen
+            out[name] = given or path.read_text().strip()
     for name in ("replica", "sentinel", "haproxy"):
         if (shared / ("%s_password" % name)).exists() and shared != own:
             out[name] = (shared / ("%s_password" % name)).read_text().strip()

@@ -3,7 +3,8 @@ import pathlib
 import sys
 
 ROLES = pathlib.Path(__file__).resolve().parents[2] / "roles"
-for folder in ("redis/filter_plugins", "redis/library", "redis/module_utils", "php_session/filter_plugins"):
+for folder in ("redis/filter_plugins", "redis/library", "redis/module_utils", "php_session/filter_plugins",
+               "redis_backup/files", "redis_backup/library"):
     sys.path.insert(0, str(ROLES / folder))
 # The modules import the collection's module_utils (plugins/module_utils links to the
 # role's file) as Ansible ships them to the host.

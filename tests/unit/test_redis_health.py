@@ -124,3 +124,35 @@ def test_replication_of_a_primary_and_of_a_replica():
     assert replica["replication"] == {"role": "replica", "primary": "10.0.0.1:6380", "link": "down", "last_io_seconds": -1}
     assert ("CRIT", "queue:") in levels(replica)
     assert health(CACHE)["replication"] is None
+
+
+QUEUE_WITH_BACKUP = dict(QUEUE, backup={"dir": "/var/backups/redis/queue", "status_file": "/var/backups/redis/queue/status.json"})
+
+
+def backed_up(status):
+    return redis_health({"item": QUEUE_WITH_BACKUP, "info": info(), "backup": status, "applied": {},
+                         "restart_required": [], "slowlog_len": 0}, now=NOW)
+
+
+def test_backup_age_and_offsite_copy_are_reported():
+    h = backed_up({"last_success": NOW - 720, "last_snapshot": "queue-20270115T080000Z", "local_snapshots": 5,
+                   "warn_after_seconds": 10800, "offsite_repository": "sftp:b@h:/r",
+                   "offsite": {"snapshot": "1a2b3c4d", "last_success": NOW - 700}})
+    assert h["backup"]["age_seconds"] == 720 and not h["backup"]["failed"]
+    lines = redis_health_lines(h)
+    assert "  backup       queue-20270115T080000Z, 12m ago, 5 kept in /var/backups/redis/queue" in lines
+    assert "  off-site     sftp:b@h:/r: 1a2b3c4d, 11m ago" in lines
+    assert [level for level, _ in h["verdicts"]] == ["OK"]
+
+
+def test_an_old_or_failed_backup_is_a_verdict_and_none_yet_is_not():
+    old = backed_up({"last_success": NOW - 4 * 3600, "last_snapshot": "q", "warn_after_seconds": 10800})
+    assert ("WARN", "queue:") in levels(old) and "4h old" in old["verdicts"][0][1]
+    failed = backed_up({"last_success": NOW - 3600, "last_failure": NOW - 60, "last_error": "BGSAVE: boom",
+                        "warn_after_seconds": 10800})
+    assert ("CRIT", "queue:") in levels(failed)
+    assert any(line.startswith("  backup       LAST RUN FAILED (BGSAVE: boom)") for line in redis_health_lines(failed))
+    none_yet = backed_up(None)
+    assert none_yet["backup"]["age_seconds"] is None and [level for level, _ in none_yet["verdicts"]] == ["OK"]
+    assert "  backup       none yet" in " ".join(redis_health_lines(none_yet))
+    assert health(QUEUE)["backup"] is None and not [line for line in redis_health_lines(health(QUEUE)) if "backup" in line]

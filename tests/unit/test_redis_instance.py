@@ -4,6 +4,7 @@ import threading
 
 import pytest
 import redis_instance as mod
+import redis_resp
 
 
 def test_policy_changes_before_size():
@@ -47,13 +48,13 @@ def serve_once(replies):
 def test_resp_client_encodes_commands_and_parses_replies():
     sock, received = serve_once([b"+OK\r\n", b"*4\r\n$4\r\nsave\r\n$0\r\n\r\n$2\r\nhz\r\n$2\r\n20\r\n",
                                  b":42\r\n", b"$-1\r\n", b"-WRONGPASS invalid\r\n"])
-    conn = mod.RespConnection.__new__(mod.RespConnection)
+    conn = redis_resp.RespConnection.__new__(redis_resp.RespConnection)
     conn.sock, conn.reader = sock, sock.makefile("rb")
     assert conn.call("AUTH", "admin", "p w") == "OK"
     assert conn.call("CONFIG", "GET", "*") == ["save", "", "hz", "20"]
     assert conn.call("DBSIZE") == 42
     assert conn.call("GET", "missing") is None
-    with pytest.raises(mod.RedisError, match="WRONGPASS"):
+    with pytest.raises(redis_resp.RedisError, match="WRONGPASS"):
         conn.call("AUTH", "admin", "bad")
     assert received[0] == ["AUTH", "admin", "p w"]
     conn.close()

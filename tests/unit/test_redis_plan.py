@@ -83,3 +83,18 @@ def test_exporter_fields_follow_the_engine_and_port():
         "unit_file": "/etc/systemd/system/valkey-exporter@.service",
         "nft_file": "/etc/nftables.d/valkey-exporter-queue.nft",
     }
+
+
+def test_only_instances_with_persistence_get_backups_named_after_the_project_and_engine():
+    own = {"cache": {"maxmemory": "1mb", "appendonly": "no", "save": ""},
+           "queue": {"maxmemory": "1mb", "appendonly": "yes", "save": "3600 1"}}
+    cache, queue = redis_instance_records(own, {}, "valkey")
+    assert "backup" not in cache
+    assert queue["backup"] == {
+        "dir": "/var/backups/valkey/queue", "status_file": "/var/backups/valkey/queue/status.json",
+        "config_file": "/etc/redis-vps-backup/queue.json",
+        "service": "redis-vps-backup@queue.service", "timer": "redis-vps-backup@queue.timer",
+        "server_bin": "/usr/bin/valkey-server", "check_rdb": "/usr/bin/valkey-check-rdb",
+        "exec_start": "/usr/bin/valkey-server /etc/valkey/valkey-queue.conf --supervised systemd --daemonize no"}
+    snapshots_only = redis_instance_records({"q": {"maxmemory": "1mb", "appendonly": "no", "save": "60 1"}}, {}, "redis")
+    assert snapshots_only[0]["backup"]["dir"] == "/var/backups/redis/q"

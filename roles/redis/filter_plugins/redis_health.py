@@ -83,6 +83,29 @@ def replication(info):
             "link": info.get("master_link_status"), "last_io_seconds": _int(info, "master_last_io_seconds_ago", -1)}
 
 
+def backup_health(record, status, now):
+    """An instance's backups from the status file the backup program writes (roles/redis_backup),
+    or None for an instance without persistence (it has no backups)."""
+    if not record.get("backup"):
+        return None
+    status = status or {}
+    success, failure = status.get("last_success"), status.get("last_failure")
+    offsite = status.get("offsite") or {}
+    return {
+        "dir": record["backup"].get("dir"),
+        "last_snapshot": status.get("last_snapshot"),
+        "age_seconds": now - int(success) if success else None,
+        "warn_after_seconds": status.get("warn_after_seconds"),
+        "local_snapshots": status.get("local_snapshots"),
+        # The newest run failed (a failure after the last success).
+        "failed": bool(failure and (not success or int(failure) > int(success))),
+        "last_error": status.get("last_error"),
+        "offsite_repository": status.get("offsite_repository"),
+        "offsite_snapshot": offsite.get("snapshot"),
+        "offsite_age_seconds": now - int(offsite["last_success"]) if offsite.get("last_success") else None,
+    }
+
+
 def redis_health(result, now=None):
     """One instance's health from the redis_instance module's result (report: true).
 
@@ -104,6 +127,7 @@ def redis_health(result, now=None):
                 "error": result.get("msg") or "no answer on %s" % record.get("config", {}).get("unixsocket"),
                 "verdicts": [("CRIT", "%s is DOWN: %s" % (name, result.get("msg") or "it does not answer"))]}
     now = int(now if now is not None else time.time())
+    backup = backup_health(record, result.get("backup"), now)
     engine = info.get("server_name", "redis")
     used, maxmemory = _int(info, "used_memory"), _int(info, "maxmemory")
     hits, misses = _int(info, "keyspace_hits"), _int(info, "keyspace_misses")
@@ -146,6 +170,9 @@ def redis_health(result, now=None):
         "drift": sorted(result.get("applied") or {}) + list(result.get("restart_required") or []),
         "metrics": metrics,
         "replication": replication(info),
+
+
+        "backup": backup,
     }
     health["verdicts"] = verdicts(health)
     return health
@@ -189,6 +216,16 @@ def verdicts(h):
     for replica in rep.get("replicas", []):
         if replica["state"] != "online" or replica["lag"] > 5:
             out.append(("WARN", "%s: replica %s is %s, %d s behind" % (name, replica["address"], replica["state"], replica["lag"])))
+
+
+    backup = h.get("backup")
+    if backup and backup["failed"]:
+        out.append(("CRIT", "%s: the last backup failed: %s; see journalctl -u redis-vps-backup@%s"
+                            % (name, backup["last_error"], name)))
+    elif backup and backup["age_seconds"] is not None and backup["warn_after_seconds"] \
+            and backup["age_seconds"] > backup["warn_after_seconds"]:
+        out.append(("WARN", "%s: the last backup is %s old (more than %s); is redis-vps-backup@%s.timer running?"
+                            % (name, _age(backup["age_seconds"]), _age(backup["warn_after_seconds"]), name)))
     if h["metrics"] and "NOT RUNNING" in h["metrics"]:
         out.append(("WARN", "%s's exporter is not running: %s; rerun site.yml" % (name, h["metrics"])))
     if h["rejected_connections"]:
@@ -235,7 +272,8 @@ def redis_health_lines(health):
         "  persistence  %s" % persistence,
         "  slowlog      %s entries; OOM rejections %d" % (h["slowlog_len"], h["oom_rejections"]),
         "  doctor       %s" % (h["memory_doctor"] or "-"),
-    ] + (["  metrics      %s" % h["metrics"]] if h["metrics"] else []) + replication_lines(h.get("replication"))
+    ] + (["  metrics      %s" % h["metrics"]] if h["metrics"] else []) + replication_lines(h.get("replication")) \
+      + backup_lines(h.get("backup"))
 
 
 def replication_lines(rep):
@@ -245,6 +283,23 @@ def replication_lines(rep):
         return ["  replication  primary of %s" % ", ".join(
             "%s (%s, %d s behind)" % (r["address"], r["state"], r["lag"]) for r in rep["replicas"])]
     return ["  replication  replica of %s, link %s, last heard %d s ago" % (rep["primary"], rep["link"], rep["last_io_seconds"])]
+
+
+def backup_lines(backup):
+    if not backup:
+        return []
+    if backup["age_seconds"] is None:
+        line = "none yet (the timer takes the first; playbooks/backup.yml takes one now)"
+    else:
+        line = "%s, %s ago, %s kept in %s" % (backup["last_snapshot"], _age(backup["age_seconds"]),
+                                             backup["local_snapshots"], backup["dir"])
+    if backup["failed"]:
+        line = "LAST RUN FAILED (%s); last good: %s" % (backup["last_error"], line)
+    lines = ["  backup       " + line]
+    if backup["offsite_repository"]:
+        lines.append("  off-site     %s: %s" % (backup["offsite_repository"], "%s, %s ago" % (
+            backup["offsite_snapshot"], _age(backup["offsite_age_seconds"])) if backup["offsite_snapshot"] else "none yet"))
+    return lines
 
 
 class FilterModule:

@@ -93,7 +93,10 @@ def redis_instance_records(own_settings, common, engine, exporter_ports=None):
     redis_instance module compares with the running server; with `exporter_ports`
     (name -> port), its Prometheus exporter: service, port, env_file (holds the
     monitor password: root only), unit_file (one template unit for every instance)
-    and nft_file (its firewall fragment).
+    and nft_file (its firewall fragment); for an instance with persistence (AOF or RDB
+    snapshots), its backups (roles/redis_backup): dir, status_file, config_file, service and
+    timer (units named after the project, redis-vps-backup@NAME), and what a restore runs:
+    the server's exec_start as Debian's unit has it, server_bin and check_rdb.
     """
     layout = redis_engine_layout(engine)
     records = []
@@ -128,6 +131,18 @@ def redis_instance_records(own_settings, common, engine, exporter_ports=None):
                 "env_file": "%s/%s-%s.exporter.env" % (layout["conf_dir"], engine, name),
                 "unit_file": "/etc/systemd/system/%s-exporter@.service" % engine,
                 "nft_file": "/etc/nftables.d/%s-exporter-%s.nft" % (engine, name),
+            }
+        if config.get("appendonly") == "yes" or config.get("save"):
+            records[-1]["backup"] = {
+                "dir": "/var/backups/%s/%s" % (engine, name),
+                "status_file": "/var/backups/%s/%s/status.json" % (engine, name),
+                "config_file": "/etc/redis-vps-backup/%s.json" % name,
+                "service": "redis-vps-backup@%s.service" % name,
+                "timer": "redis-vps-backup@%s.timer" % name,
+                "server_bin": "/usr/bin/%s-server" % engine,
+                "check_rdb": "/usr/bin/%s-check-rdb" % engine,
+                "exec_start": "/usr/bin/%s-server %s --supervised systemd --daemonize no" % (
+                    engine, records[-1]["conf"]),
             }
     return records
 

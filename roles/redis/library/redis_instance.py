@@ -75,6 +75,9 @@ options:
     description: Also read the health report's figures (RV(info), RV(memory_doctor), RV(slowlog_len)).
     type: bool
     default: false
+  backup_status:
+    description: Path of the instance's backup status file (roles/redis_backup), returned as RV(backup) when it is there.
+    type: path
 author: redis-vps developers
 """
 
@@ -92,17 +95,19 @@ server: {description: "The running server's engine (redis, valkey) and version."
 info: {description: "INFO of the sections the health report reads, as a dict.", type: dict, returned: when running and O(report)}
 memory_doctor: {description: MEMORY DOCTOR's answer., type: str, returned: when running and O(report)}
 slowlog_len: {description: SLOWLOG LEN., type: int, returned: when running and O(report)}
+backup: {description: "The backup status file's content (null when there is none yet).", type: dict, returned: with O(backup_status)}
 """
 
 import grp
+import json
 import os
 import pwd
 import re
 import shlex
-import socket
 import tempfile
+import time
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, RespConnection, connect  # noqa: F401  (role module_utils)
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
 
 # Applied before any other live change: shrinking maxmemory under noeviction
 # would make writes fail at once, so the policy moves first.
@@ -381,6 +386,7 @@ def main():
                                     mode=dict(type="str", default="0644"))),
             services=dict(type="list", elements="str", default=[]),
             secret_settings=dict(type="list", elements="str", default=[]),
+            backup_status=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -403,6 +409,13 @@ def main():
         active = result["units"][params["service"]]["active"]
     else:
         active = os.path.exists(params["socket"])
+    if params["backup_status"]:
+        # Read here, so that the health report needs no module run of its own for it.
+        try:
+            result["backup"] = json.loads(read(params["backup_status"]) or "null")
+        except ValueError:
+            result["backup"] = {"last_error": "unreadable status file %s" % params["backup_status"],
+                                "last_failure": int(time.time())}
     sync_dir(module, result)
     diffs = sync_files(module, result)
     sync_other_files(module, result)

@@ -1,0 +1,1 @@
+../../roles/redis_backup/library/redis_backup_setup.py

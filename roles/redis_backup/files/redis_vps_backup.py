@@ -1,0 +1,814 @@
+#!/usr/bin/python3
+"""redis-vps-backup: snapshots of a persistent Redis (or Valkey) instance, kept
+compressed and checksummed on the host, optionally copied off-site with restic,
+and put back into the instance on request.
+
+Installed by the redis_backup role as /usr/local/sbin/redis-vps-backup; Python 3
+standard library only. Every setting comes from /etc/redis-vps-backup/INSTANCE.json,
+written by the role; secrets are read from systemd's credentials folder
+($CREDENTIALS_DIRECTORY, LoadCredential=) or, run by root, from /etc/redis-vps-backup.
+
+  redis-vps-backup backup INSTANCE      one snapshot now (what the timer runs)
+  redis-vps-backup list INSTANCE        the local and off-site snapshots
+  redis-vps-backup metrics INSTANCE     the status as Prometheus metrics for node_exporter's
+                                        textfile collector, when it is installed (root)
+  redis-vps-backup restore INSTANCE [--snapshot NAME] [--offsite] [--check-only]
+                                        (root; the admin password on stdin)
+
+Exit status: 0 done, 1 failed, 2 refused before anything changed.
+"""
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+CONFIG_DIR = "/etc/redis-vps-backup"
+SUFFIX = ".rdb.gz"
+NAME = re.compile(r"^(?P<instance>[a-z0-9_-]+)-(?P<stamp>\d{8}T\d{6}Z)$")
+STAMP = "%Y%m%dT%H%M%SZ"
+CHUNK = 1 << 20
+DROP_IN = "zz-redis-vps-restore.conf"
+
+# The newest RDB format each engine release reads (and writes): a snapshot above it
+# is refused before anything changes. Redis 7.0 -> 10, 7.2 -> 11, 7.4 and 8.x -> 12;
+# Valkey 7.2 to 8.1 -> 11 (it reads no Redis 7.4+ file).
+RDB_VERSIONS = {
+    "redis": [((7, 4), 12), ((7, 2), 11), ((7, 0), 10), ((6, 0), 9)],
+    "valkey": [((7, 2), 11)],
+}
+
+
+class Refused(Exception):
+    """Nothing was changed: the request cannot be carried out as asked."""
+
+
+class Failed(Exception):
+    """Something went wrong while carrying it out."""
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- Names, versions, retention (pure functions, unit-tested) ---------------------------
+
+def snapshot_name(instance, timestamp):
+    return "%s-%s" % (instance, datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime(STAMP))
+
+
+def snapshot_time(name):
+    match = NAME.match(name)
+    if not match:
+        return None
+    return datetime.datetime.strptime(match.group("stamp"), STAMP).replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def rdb_version(header):
+    """The format version in an RDB file's first 9 bytes (b'REDIS0011' -> 11), or None."""
+    if len(header) < 9 or header[:5] != b"REDIS" or not header[5:9].isdigit():
+        return None
+    return int(header[5:9])
+
+
+def max_rdb_version(engine, version):
+    """The newest RDB format that `engine` at `version` ('7.0.15') reads, or None when unknown."""
+    try:
+        have = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None
+    for since, rdb in RDB_VERSIONS.get(engine, []):
+        if have >= since:
+            return rdb
+    return None
+
+
+def server_version(text):
+    """('redis', '7.0.15') from `redis-server --version` ('Redis server v=7.0.15 sha=...')."""
+    match = re.search(r"^(\w+) server v=(\S+)", text.strip())
+    if not match:
+        return None, None
+    return match.group(1).lower(), match.group(2)
+
+
+def keep(names, hourly, daily):
+    """The snapshots to keep: the newest one of each of the last `hourly` hours that have one,
+    and of the last `daily` days (UTC), and always the newest snapshot."""
+    dated = sorted(((snapshot_time(n), n) for n in names if snapshot_time(n) is not None), reverse=True)
+    kept = set()
+    for count, width in ((hourly, 3600), (daily, 86400)):
+        seen = set()
+        for when, name in dated:
+            if len(seen) >= count:
+                break
+            bucket = int(when // width)
+            if bucket not in seen:
+                seen.add(bucket)
+                kept.add(name)
+    if dated:
+        kept.add(dated[0][1])
+    return kept
+
+
+def parse_check_rdb(output):
+    """Figures from redis-check-rdb's report: keys read, keys with a TTL, already expired."""
+    figures = {}
+    for key, pattern in (("keys", r"(\d+) keys read"), ("expires", r"(\d+) expires"),
+                         ("already_expired", r"(\d+) already expired")):
+        match = re.search(pattern, output)
+        figures[key] = int(match.group(1)) if match else None
+    return figures
+
+
+def sftp_command(repository, key, known_hosts):
+    """restic's sftp.command for an sftp: repository, with our key and known hosts only
+    (sftp:user@host:/path, sftp:host:path, sftp://user@host:port//path)."""
+    match = re.match(r"^sftp://(?P<dest>[^/:]+)(:(?P<port>\d+))?/", repository) \
+        or re.match(r"^sftp:(?P<dest>[^/:]+):", repository)
+    if not match:
+        raise Refused("cannot read the SFTP repository %r (sftp:user@host:/path or sftp://user@host:port//path)"
+                      % repository)
+    parts = ["ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + known_hosts,
+             "-o", "ServerAliveInterval=15"]
+    if match.groupdict().get("port"):
+        parts += ["-p", match.group("port")]
+    return " ".join(shlex.quote(p) for p in parts + [match.group("dest"), "-s", "sftp"])
+
+
+def load_env_file(path):
+    """KEY=value lines (systemd EnvironmentFile= syntax, values maybe double-quoted)."""
+    env = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return env
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        env[key.strip()] = value
+    return env
+
+
+# --- Redis over the unix socket -------------------------------------------------------
+
+class RedisError(Exception):
+    pass
+
+
+class Redis:
+    """Just enough RESP2 for the commands used here."""
+
+    def __init__(self, path, timeout=10):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.reader = self.sock.makefile("rb")
+
+    def close(self):
+        self.reader.close()
+        self.sock.close()
+
+    def call(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(out))
+        return self._reply()
+
+    def _reply(self):
+        line = self.reader.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("connection closed by the server")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self.reader.read(size + 2)[:-2].decode(errors="replace")
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self._reply() for _ in range(size)]
+        raise RedisError("unexpected reply %r" % line)
+
+    def info(self, section):
+        text = self.call("INFO", section)
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+def key_count(info):
+    return sum(int(dict(p.split("=") for p in v.split(","))["keys"]) for k, v in info.items()
+               if re.fullmatch(r"db\d+", k))
+
+
+def connect(config, user, password, timeout=10):
+    try:
+        conn = Redis(config["socket"], timeout)
+    except OSError as exc:
+        raise Failed("cannot reach %s on %s: %s" % (config["instance"], config["socket"], exc))
+    try:
+        conn.call("AUTH", user, password)
+    except RedisError as exc:
+        conn.close()
+        raise Failed("%s refused user %s: %s" % (config["instance"], user, exc))
+    return conn
+
+
+# --- Files ----------------------------------------------------------------------------
+
+def secret(name):
+    """A secret's path: systemd's credential when the unit passed one, else the root-only file."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if folder and os.path.exists(os.path.join(folder, name)):
+        return os.path.join(folder, name)
+    return os.path.join(CONFIG_DIR, name)
+
+
+def read_secret(name):
+    with open(secret(name), encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+def write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def locked(config, wait):
+    """One backup or restore of an instance at a time."""
+    path = os.path.join(config["dest"], ".lock")
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)    # flock needs no write access
+    if os.geteuid() == 0:        # a restore, as root: the service's user must open it too
+        st = os.stat(config["dest"])
+        os.fchown(fd, st.st_uid, st.st_gid)
+    with os.fdopen(fd) as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise Failed("another backup or restore of %s is running (%s)" % (config["instance"], path))
+                time.sleep(1)
+        yield
+
+
+def local_snapshots(config):
+    """Names of the local snapshots, oldest first."""
+    names = []
+    for entry in os.listdir(config["dest"]):
+        if entry.endswith(SUFFIX) and NAME.match(entry[:-len(SUFFIX)]):
+            names.append(entry[:-len(SUFFIX)])
+    return sorted(names, key=snapshot_time)
+
+
+def check_rdb(config, path, fds=()):
+    """The engine's own redis-check-rdb (valkey-check-rdb) on a file: format, every object,
+    the CRC64 at the end. Returns its figures; raises Refused with its words."""
+    done = subprocess.run([config["check_rdb"], path], capture_output=True, pass_fds=fds, timeout=3600)
+    output = (done.stdout + done.stderr).decode(errors="replace")     # a damaged file's bytes may show
+    if done.returncode != 0 or "RDB looks OK" not in output:
+        last = [line for line in output.splitlines() if line.strip()][-3:]
+        raise Refused("%s says the snapshot is not sound: %s" % (os.path.basename(config["check_rdb"]), " / ".join(last)))
+    return parse_check_rdb(output)
+
+
+def engine_limit(config):
+    """(engine, version, newest RDB version it reads) of the installed server."""
+    done = subprocess.run([config["server_bin"], "--version"], capture_output=True, text=True, errors="replace")
+    engine, version = server_version(done.stdout)
+    return engine, version, max_rdb_version(engine or config["engine"], version or "")
+
+
+def check_version(config, header):
+    version = rdb_version(header)
+    if version is None:
+        raise Refused("not an RDB file (its header is %r)" % header[:9])
+    engine, release, newest = engine_limit(config)
+    if newest is not None and version > newest:
+        raise Refused("the snapshot is RDB version %d, but %s %s reads RDB up to version %d: it cannot load it"
+                      % (version, engine, release, newest))
+    return version
+
+
+# --- restic ---------------------------------------------------------------------------
+
+def restic_env(config):
+    offsite = config["offsite"]
+    env = dict(os.environ)
+    env.update(load_env_file(os.path.join(CONFIG_DIR, "restic.env")) if "CREDENTIALS_DIRECTORY" not in os.environ else {})
+    env["RESTIC_REPOSITORY"] = offsite["repository"]
+    env["RESTIC_PASSWORD_FILE"] = secret("restic-password")
+    env.setdefault("HOME", "/nonexistent")
+    return env
+
+
+def restic(config, *args, stdin=None, stdout=None, check=True):
+    """Run restic on the instance's repository; its password and keys never on a command line."""
+    offsite = config["offsite"]
+    cmd = ["restic", "--quiet"]
+    cache = os.environ.get("CACHE_DIRECTORY")
+    cmd += ["--cache-dir", cache] if cache else ["--no-cache"]
+    if offsite["repository"].startswith("sftp:"):
+        cmd += ["-o", "sftp.command=" + sftp_command(offsite["repository"], secret("ssh-key"), secret("known_hosts"))]
+    cmd += list(args)
+    done = subprocess.run(cmd, env=restic_env(config), stdin=stdin, stdout=stdout or subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=offsite.get("timeout", 3600))
+    if check and done.returncode != 0:
+        raise Failed("restic %s: %s" % (args[0], (done.stderr or b"").decode(errors="replace").strip()[-500:]))
+    return done
+
+
+def restic_ready(config):
+    """Make the repository on first use."""
+    done = restic(config, "cat", "config", check=False)
+    if done.returncode == 0:
+        return
+    words = done.stderr.decode(errors="replace")
+    if re.search(r"does not exist|Is there a repository|unable to open config file", words):
+        log("initialising the off-site repository %s" % config["offsite"]["repository"])
+        restic(config, "init")
+        return
+    raise Failed("restic cannot open %s: %s" % (config["offsite"]["repository"], words.strip()[-500:]))
+
+
+def offsite_snapshots(config):
+    """restic's snapshots of this host's instance, oldest first."""
+    done = restic(config, "snapshots", "--json", "--host", config["offsite"]["host"], "--tag", config["instance"])
+    return json.loads(done.stdout.decode() or "[]") or []
+
+
+def offsite_copy(config, rdb_fd, status):
+    offsite = config["offsite"]
+    restic_ready(config)
+    os.lseek(rdb_fd, 0, os.SEEK_SET)
+    with os.fdopen(os.dup(rdb_fd), "rb") as source:
+        restic(config, "backup", "--stdin", "--stdin-filename", config["instance"] + ".rdb",
+               "--host", offsite["host"], "--tag", "redis-vps", "--tag", config["instance"], stdin=source)
+    restic(config, "forget", "--prune", "--host", offsite["host"], "--tag", config["instance"],
+           "--keep-hourly", str(config["keep_hourly"]), "--keep-daily", str(config["keep_daily"]), "--keep-last", "1")
+    latest = offsite_snapshots(config)[-1]
+    status["offsite"].update(last_success=int(time.time()), snapshot=latest["short_id"], last_error=None)
+    checked = status["offsite"].get("last_check") or 0
+    if time.time() - checked >= offsite.get("check_days", 7) * 86400:
+        log("checking the off-site repository (restic check)")
+        restic(config, "check")
+        status["offsite"]["last_check"] = int(time.time())
+
+
+# --- backup ---------------------------------------------------------------------------
+
+def wait_for_snapshot(conn, before, deadline):
+    """Wait until the server's snapshot after `before` (LASTSAVE) is done; its LASTSAVE."""
+    failed_polls = 0
+    while True:
+        info = conn.info("persistence")
+        lastsave = int(conn.call("LASTSAVE"))
+        busy = info.get("rdb_bgsave_in_progress") == "1"
+        if not busy and lastsave > before and info.get("rdb_last_bgsave_status") == "ok":
+            return lastsave
+        if not busy and info.get("rdb_last_bgsave_status") != "ok" and info.get("aof_rewrite_in_progress") != "1":
+            failed_polls += 1
+            if failed_polls >= 3:
+                raise Failed("the snapshot failed (rdb_last_bgsave_status:%s); see the instance's log"
+                             % info.get("rdb_last_bgsave_status"))
+        else:
+            failed_polls = 0
+        if time.monotonic() > deadline:
+            raise Failed("no new snapshot in time (LASTSAVE still %d)" % lastsave)
+        time.sleep(0.2)
+
+
+def ask_snapshot(conn, config):
+    """BGSAVE (BGSAVE SCHEDULE while an AOF rewrite runs); returns once it is written."""
+    deadline = time.monotonic() + config.get("wait_seconds", 600)
+    while conn.info("persistence").get("rdb_bgsave_in_progress") == "1":   # the server's own save first
+        if time.monotonic() > deadline:
+            raise Failed("a snapshot of the server's own is still running")
+        time.sleep(0.2)
+    before = int(conn.call("LASTSAVE"))
+    while time.time() < before + 1:      # LASTSAVE counts seconds: ours must be a later one
+        time.sleep(0.1)
+    try:
+        reply = conn.call("BGSAVE")
+    except RedisError as exc:
+        if "rewriting" not in str(exc) and "in progress" not in str(exc):
+            raise Failed("BGSAVE: %s" % exc)
+        reply = conn.call("BGSAVE", "SCHEDULE")
+    log("%s: %s" % (config["instance"], reply))
+    return wait_for_snapshot(conn, before, deadline)
+
+
+def compress(source_fd, target):
+    """gzip the open RDB into `target` (written beside, synced, renamed); sha256 of the .gz."""
+    os.lseek(source_fd, 0, os.SEEK_SET)
+    tmp = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".partial")
+    with open(tmp, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as packed:
+            while True:
+                block = os.read(source_fd, CHUNK)
+                if not block:
+                    break
+                packed.write(block)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+    return sha256_of(target)
+
+
+def prune(config):
+    names = local_snapshots(config)
+    kept = keep(names, config["keep_hourly"], config["keep_daily"])
+    for name in names:
+        if name not in kept:
+            for suffix in (SUFFIX, SUFFIX + ".sha256"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(config["dest"], name + suffix))
+            log("removed %s (retention: %d hourly, %d daily)" % (name, config["keep_hourly"], config["keep_daily"]))
+
+
+def backup(config):
+    status_path = os.path.join(config["dest"], "status.json")
+    status = read_json(status_path, {}) or {}
+    status.setdefault("offsite", {})
+    status.update(instance=config["instance"], last_attempt=int(time.time()),
+                  keep_hourly=config["keep_hourly"], keep_daily=config["keep_daily"],
+                  warn_after_seconds=config.get("warn_after_seconds"),
+                  offsite_repository=(config.get("offsite") or {}).get("repository"))
+    try:
+        with locked(config, wait=600):
+            conn = connect(config, "backup", read_secret("backup-password"))
+            try:
+                lastsave = ask_snapshot(conn, config)
+            finally:
+                conn.close()
+            name = snapshot_name(config["instance"], lastsave)
+            fd = os.open(os.path.join(config["data_dir"], config["dbfilename"]), os.O_RDONLY)
+            try:
+                version = check_version(config, os.pread(fd, 9, 0))
+                figures = check_rdb(config, "/proc/self/fd/%d" % fd, fds=(fd,))
+                target = os.path.join(config["dest"], name + SUFFIX)
+                digest = compress(fd, target)
+                with open(target + ".sha256", "w", encoding="utf-8") as handle:
+                    handle.write("%s  %s\n" % (digest, os.path.basename(target)))
+                size = os.fstat(fd).st_size
+                log("%s: kept %s (%d bytes, RDB v%d, %s keys), sha256 %s"
+                    % (config["instance"], os.path.basename(target), size, version, figures["keys"], digest))
+                status.update(last_success=lastsave, last_snapshot=name, last_size=size, last_keys=figures["keys"],
+                              last_rdb_version=version, last_error=None)
+                prune(config)
+                status["local_snapshots"] = len(local_snapshots(config))
+                if config.get("offsite"):
+                    try:
+                        offsite_copy(config, fd, status)
+                        log("%s: off-site copy %s in %s" % (config["instance"], status["offsite"]["snapshot"],
+                                                           config["offsite"]["repository"]))
+                    except (Failed, Refused, OSError, subprocess.SubprocessError) as exc:
+                        status["offsite"].update(last_error=str(exc), last_failure=int(time.time()))
+                        raise Failed("off-site copy: %s" % exc)
+            finally:
+                os.close(fd)
+    except (Failed, Refused, OSError, RedisError, subprocess.SubprocessError) as exc:
+        status.update(last_error=str(exc), last_failure=int(time.time()))
+        write_json(status_path, status)
+        raise
+    write_json(status_path, status)
+
+
+# --- metrics --------------------------------------------------------------------------
+
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+
+
+def metrics_text(instance, status):
+    """The status file as Prometheus text: the last good backup's time, whether the last run
+    succeeded, and the last off-site copy's time."""
+    label = '{redis_instance="%s"}' % instance
+    success, failure = status.get("last_success"), status.get("last_failure")
+    ok = 0 if failure and (not success or failure > success) else 1
+    lines = [
+        "# HELP redis_vps_backup_last_success_timestamp_seconds Time of the snapshot of the last good backup.",
+        "# TYPE redis_vps_backup_last_success_timestamp_seconds gauge",
+        "redis_vps_backup_last_success_timestamp_seconds%s %d" % (label, success or 0),
+        "# HELP redis_vps_backup_last_run_success Whether the last backup run succeeded (1) or failed (0).",
+        "# TYPE redis_vps_backup_last_run_success gauge",
+        "redis_vps_backup_last_run_success%s %d" % (label, ok),
+    ]
+    offsite = (status.get("offsite") or {}).get("last_success")
+    if status.get("offsite_repository"):
+        lines += [
+            "# HELP redis_vps_backup_offsite_last_success_timestamp_seconds Time of the last good off-site copy.",
+            "# TYPE redis_vps_backup_offsite_last_success_timestamp_seconds gauge",
+            "redis_vps_backup_offsite_last_success_timestamp_seconds%s %d" % (label, offsite or 0),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(config):
+    """Run after each backup (ExecStopPost, as root): only where node_exporter's textfile
+    folder exists; written beside and renamed, as the collector wants."""
+    if not os.path.isdir(TEXTFILE_DIR):
+        return
+    status = read_json(os.path.join(config["dest"], "status.json"), {}) or {}
+    path = os.path.join(TEXTFILE_DIR, "redis_vps_backup_%s.prom" % config["instance"])
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(metrics_text(config["instance"], status))
+    os.chmod(path + ".tmp", 0o644)
+    os.replace(path + ".tmp", path)
+
+
+# --- list -----------------------------------------------------------------------------
+
+def listing(config):
+    out = {"local": [], "offsite": None}
+    for name in local_snapshots(config):
+        path = os.path.join(config["dest"], name + SUFFIX)
+        out["local"].append({"name": name, "time": int(snapshot_time(name)), "size": os.path.getsize(path)})
+    if config.get("offsite"):
+        out["offsite"] = [{"id": s["short_id"], "time": s["time"], "host": s["hostname"]}
+                          for s in offsite_snapshots(config)]
+    return out
+
+
+# --- restore --------------------------------------------------------------------------
+
+def stage(config, snapshot, offsite):
+    """The snapshot asked for, uncompressed and checked, in a staging file; (name, path).
+    Raises Refused before anything of the instance is touched."""
+    staging = os.path.join(config["dest"], ".restore.rdb")
+    if offsite:
+        if not config.get("offsite"):
+            raise Refused("no off-site repository is configured for %s" % config["instance"])
+        snapshots = offsite_snapshots(config)
+        if not snapshots:
+            raise Refused("the off-site repository has no snapshot of %s from %s"
+                          % (config["instance"], config["offsite"]["host"]))
+        if snapshot:
+            chosen = [s for s in snapshots if snapshot in (s["short_id"], s["id"])]
+            if not chosen:
+                raise Refused("no off-site snapshot %r of %s; there are: %s" % (
+                    snapshot, config["instance"], ", ".join(s["short_id"] for s in snapshots[-10:])))
+            chosen = chosen[0]
+        else:
+            chosen = snapshots[-1]
+        with open(staging, "wb") as out:
+            restic(config, "dump", chosen["id"], "/" + config["instance"] + ".rdb", stdout=out)
+        name = "offsite:" + chosen["short_id"]
+    else:
+        names = local_snapshots(config)
+        if not names:
+            raise Refused("%s has no local snapshot in %s" % (config["instance"], config["dest"]))
+        name = snapshot or names[-1]
+        if name.endswith(SUFFIX):
+            name = name[:-len(SUFFIX)]
+        if name not in names:
+            raise Refused("no snapshot %r of %s in %s; there are: %s" % (
+                snapshot, config["instance"], config["dest"], ", ".join(names[-10:])))
+        packed = os.path.join(config["dest"], name + SUFFIX)
+        try:
+            with open(packed + ".sha256", encoding="utf-8") as handle:
+                want = handle.read().split()[0]
+        except (FileNotFoundError, IndexError):
+            raise Refused("%s has no checksum file" % packed)
+        if sha256_of(packed) != want:
+            raise Refused("%s does not match its checksum: the file is damaged" % packed)
+        try:
+            with gzip.open(packed, "rb") as source, open(staging, "wb") as out:
+                shutil.copyfileobj(source, out, CHUNK)
+        except (OSError, EOFError) as exc:
+            raise Refused("%s cannot be uncompressed: %s" % (packed, exc))
+    with open(staging, "rb") as handle:
+        version = check_version(config, handle.read(9))
+    figures = check_rdb(config, staging)
+    figures.update(rdb_version=version)
+    return name, staging, figures
+
+
+def systemctl(*args):
+    done = subprocess.run(["systemctl"] + list(args), capture_output=True, text=True, errors="replace")
+    if done.returncode != 0:
+        raise Failed("systemctl %s: %s" % (" ".join(args), done.stderr.strip()))
+
+
+def drop_in_path(config):
+    return "/run/systemd/system/%s.d/%s" % (config["service"], DROP_IN)
+
+
+def write_drop_in(config):
+    """Start the instance once with appendonly off, so that it loads the RDB put back
+    (with appendonly yes and no AOF, it would start empty and ignore the RDB)."""
+    path = drop_in_path(config)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("# redis-vps-backup restore: removed once the AOF is back (runtime only, gone at reboot)\n"
+                     "[Service]\nExecStart=\nExecStart=%s --appendonly no\nTimeoutStartSec=30min\n"
+                     % config["exec_start"])
+    systemctl("daemon-reload")
+
+
+def remove_drop_in(config):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(drop_in_path(config))
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(drop_in_path(config)))
+    systemctl("daemon-reload")
+
+
+def wait_loaded(config, password, deadline):
+    while True:
+        try:
+            conn = connect(config, "admin", password)
+            try:
+                info = conn.info("persistence")
+                if info.get("loading") == "0":
+                    return conn
+            except RedisError as exc:
+                if "LOADING" not in str(exc):
+                    raise
+            conn.close()
+        except Failed:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise Failed("%s did not finish loading in time" % config["instance"])
+        time.sleep(0.2)
+
+
+def aof_back_on(conn, config, deadline):
+    """CONFIG SET appendonly yes, then wait for the AOF rewrite it starts to finish."""
+    before = int(conn.info("persistence").get("aof_rewrites", "0"))
+    conn.call("CONFIG", "SET", "appendonly", "yes")
+    while True:
+        info = conn.info("persistence")
+        if (info.get("aof_rewrite_in_progress") == "0" and info.get("aof_rewrite_scheduled") == "0"
+                and int(info.get("aof_rewrites", "0")) > before and info.get("aof_enabled") == "1"):
+            if info.get("aof_last_bgrewrite_status") != "ok":
+                raise Failed("the AOF rewrite after the restore failed; see the instance's log")
+            return
+        if time.monotonic() > deadline:
+            raise Failed("the AOF rewrite did not finish in time")
+        time.sleep(0.2)
+
+
+def chown_like(path, reference):
+    st = os.stat(reference)
+    os.chown(path, st.st_uid, st.st_gid)
+
+
+def restore(config, snapshot, offsite, check_only, password):
+    if os.geteuid() != 0:
+        raise Refused("a restore runs as root")
+    started = time.monotonic()
+    with locked(config, wait=60):
+        name, staging, figures = stage(config, snapshot, offsite)
+        try:
+            result = dict(instance=config["instance"], snapshot=name, **figures)
+            if check_only:
+                result["checked_only"] = True
+                return result
+            conn = connect(config, "admin", password)      # the password works before anything moves
+            try:
+                result["keys_before"] = key_count(conn.info("keyspace"))
+            finally:
+                conn.close()
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime(STAMP)
+            data = config["data_dir"].rstrip("/")
+            aside = "%s.before-restore-%s" % (data, stamp)
+            log("%s: stopping %s, keeping its data in %s" % (config["instance"], config["service"], aside))
+            systemctl("stop", config["service"])
+            os.rename(data, aside)
+            try:
+                os.mkdir(data, 0o700)
+                chown_like(data, aside)
+                target = os.path.join(data, config["dbfilename"])
+                shutil.copyfile(staging, target)
+                chown_like(target, aside)
+                os.chmod(target, 0o600)
+                write_drop_in(config)
+                systemctl("start", config["service"])
+                deadline = time.monotonic() + config.get("wait_seconds", 600)
+                conn = wait_loaded(config, password, deadline)
+                try:
+                    loaded = key_count(conn.info("keyspace"))
+                    low = (figures["keys"] or 0) - (figures["expires"] or 0)
+                    high = (figures["keys"] or 0) - (figures["already_expired"] or 0)
+                    if not low <= loaded <= high:
+                        raise Failed("%s loaded %d keys, the snapshot has %s (%s with a TTL)"
+                                     % (config["instance"], loaded, figures["keys"], figures["expires"]))
+                    log("%s: %d keys loaded from %s; turning the AOF back on" % (config["instance"], loaded, name))
+                    aof_back_on(conn, config, deadline)
+                    result.update(keys_after=key_count(conn.info("keyspace")),
+                                  run_id=conn.info("server").get("run_id"))
+                finally:
+                    conn.close()
+                remove_drop_in(config)
+            except BaseException as exc:
+                log("%s: the restore failed (%s); putting the previous data back" % (config["instance"], exc))
+                subprocess.run(["systemctl", "stop", config["service"]], capture_output=True)
+                remove_drop_in(config)
+                if os.path.exists(data):
+                    os.rename(data, "%s.failed-restore-%s" % (data, stamp))
+                os.rename(aside, data)
+                subprocess.run(["systemctl", "start", config["service"]], capture_output=True)
+                raise
+            result.update(kept_aside=aside, seconds=round(time.monotonic() - started, 1))
+            return result
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging)
+
+
+# --- command line ---------------------------------------------------------------------
+
+def load_config(instance):
+    path = os.path.join(CONFIG_DIR, instance + ".json")
+    config = read_json(path)
+    if config is None:
+        raise Refused("%s has no backups configured (no %s): only an instance with persistence is backed up"
+                      % (instance, path))
+    return config
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="redis-vps-backup", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backup").add_argument("instance")
+    sub.add_parser("list").add_argument("instance")
+    sub.add_parser("metrics").add_argument("instance")
+    rest = sub.add_parser("restore")
+    rest.add_argument("instance")
+    rest.add_argument("--snapshot", default="")
+    rest.add_argument("--offsite", action="store_true")
+    rest.add_argument("--check-only", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.instance)
+        if args.command == "backup":
+            backup(config)
+        elif args.command == "metrics":
+            write_metrics(config)
+        elif args.command == "list":
+            print(json.dumps(listing(config), indent=2))
+        else:
+            password = "" if args.check_only else sys.stdin.readline().rstrip("\n")
+            print(json.dumps(restore(config, args.snapshot, args.offsite, args.check_only, password), indent=2))
+    except Refused as exc:
+        log("refused: %s" % exc)
+        return 2
+    except (Failed, OSError, RedisError, subprocess.SubprocessError) as exc:
+        log("failed: %s" % exc)
+        return 1
+    except Exception as exc:     # noqa: BLE001 - said in one line, then the details for a bug report
+        log("failed: unexpected %s: %s" % (type(exc).__name__, exc))
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
