@@ -67,10 +67,9 @@ options:
     description: Other units of the instance whose state to report in RV(units) (with O(service)).
     type: list
     elements: str
-  secret_settings:
-    description: Settings whose values are secrets (masterauth); never returned nor shown in a diff.
-    type: list
-    elements: str
+  secret_config:
+    description: Settings whose values are secrets (masterauth), compared like O(config) but never returned nor shown in a diff.
+    type: dict
   report:
     description: Also read the health report's figures (RV(info), RV(memory_doctor), RV(slowlog_len)).
     type: bool
@@ -385,7 +384,7 @@ def main():
                                     group=dict(type="str", default="root"),
                                     mode=dict(type="str", default="0644"))),
             services=dict(type="list", elements="str", default=[]),
-            secret_settings=dict(type="list", elements="str", default=[]),
+            secret_config=dict(type="dict", default={}, no_log=True),
             backup_status=dict(type="path"),
         ),
         supports_check_mode=True,
@@ -394,7 +393,7 @@ def main():
     # Whatever leaves the module has the secret settings' values hidden.
     for name in ("exit_json", "fail_json"):
         def hidden(_done=getattr(module, name), **kw):
-            mask(kw, kw.get("diff"), params["secret_settings"])
+            mask(kw, kw.get("diff"), list(params["secret_config"]))
             _done(**kw)
         setattr(module, name, hidden)
     result = dict(changed=False, applied={}, restart_required=[], written=[], backups={}, running=False, enabled=False,
@@ -452,7 +451,8 @@ def main():
             result["changed"] = True
         flat = conn.call("CONFIG", "GET", "*")
         running = dict(zip(flat[::2], flat[1::2]))
-        changes, restart = plan_changes(running, params["config"], set(params["live"]))
+        intended = dict(params["config"], **params["secret_config"])
+        changes, restart = plan_changes(running, intended, set(params["live"]))
         for name, before, after in changes:
             if not module.check_mode:
                 conn.call("CONFIG", "SET", name, after)
@@ -464,7 +464,7 @@ def main():
         result["changed"] = result["changed"] or bool(changes)
         result["run_id"] = server.get("run_id")
         result["server"] = server_of(server)
-        result["running_config"] = {name: running.get(name) for name in params["config"]}
+        result["running_config"] = {name: running.get(name) for name in intended}
         if params["report"]:
             result["info"] = info_fields(conn.call("INFO", *REPORT_SECTIONS))
             result["memory_doctor"] = conn.call("MEMORY", "DOCTOR")
