@@ -179,6 +179,22 @@ def php_request_command(host, script_path, script_text):
     return "python3 %s /run/php/php%s-fpm.sock %s" % (FCGI_CLIENT, version, script_path)
 
 
+SESSION_PHP = "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'count=', $_SESSION['n'];"
+
+
+def session_command(host, folder):
+    """Install a PHP session counter under `folder` on the host; the FastCGI command for it."""
+    return php_request_command(host, "%s/session.php" % folder, SESSION_PHP)
+
+
+def php_session(host, folder, cookie=""):
+    """One request to the session counter: (the session cookie, the count it shows)."""
+    out = host.run("%s %s" % (session_command(host, folder), shlex.quote(cookie))).stdout
+    count = int(re.search(r"count=(\d+)", out).group(1))
+    set_cookie = re.search(r"Set-Cookie: (PHPSESSID=[^;]+)", out)
+    return (set_cookie.group(1) if set_cookie else cookie), count
+
+
 # Molecule's inventory, when a scenario runs the tests (reruns of playbooks need it).
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
 

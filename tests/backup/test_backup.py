@@ -16,14 +16,13 @@ import time
 import pytest
 import testinfra
 import yaml
-from helpers import (INVENTORY, REPO, Redis, changed_count, credentials_of, fill, instances_of, php_request_command,
+from helpers import (INVENTORY, REPO, Redis, changed_count, credentials_of, fill, instances_of, php_session,
                      playbook, put_file)
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
 
 BACKUP = REPO / "playbooks" / "backup.yml"
 RESTORE = REPO / "playbooks" / "restore.yml"
-SESSION_PHP = "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'count=', $_SESSION['n'];"
 KEYS = 10000
 # The newest RDB version each platform's engine reads (Redis 7.0, Redis 8.0, Valkey 8.1).
 NEWEST_RDB = {("bookworm", "redis"): 10, ("trixie", "redis"): 12, ("trixie", "valkey"): 11}
@@ -56,11 +55,7 @@ class Vps:
                 self.host.run("ls %s" % os.path.dirname(data)).stdout)
 
     def session(self, cookie=""):
-        out = self.host.run("%s %s" % (php_request_command(self.host, "/var/www/backup/session.php", SESSION_PHP),
-                                       shlex.quote(cookie))).stdout
-        count = int(re.search(r"count=(\d+)", out).group(1))
-        set_cookie = re.search(r"Set-Cookie: (PHPSESSID=[^;]+)", out)
-        return (set_cookie.group(1) if set_cookie else cookie), count
+        return php_session(self.host, "/var/www/backup", cookie)
 
     def snapshots(self):
         folder = self.queue["backup"]["dir"]

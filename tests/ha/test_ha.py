@@ -8,20 +8,18 @@ figures (tools/bench-ha); the figures of every failover go to REDIS_VPS_HA_FIGUR
 """
 import os
 import pathlib
-import re
 import shlex
 import subprocess
 import time
 
 import pytest
-from helpers import INVENTORY, REPO, changed_count, credentials_of, instances_of, php_request_command, playbook, put_file, Redis
+from helpers import INVENTORY, REPO, Redis, changed_count, credentials_of, instances_of, php_session, playbook, put_file
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/ha's inventory")
 
 NETWORK = os.environ.get("REDIS_VPS_HA_NETWORK", "redis-vps-ha")
 WRITER = "/usr/local/lib/redis-vps-writer.py"
 FIGURES = pathlib.Path(os.environ.get("REDIS_VPS_HA_FIGURES", "/tmp/redis-vps-ha-figures.txt"))
-SESSION_PHP = "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'count=', $_SESSION['n'];"
 
 
 class Node:
@@ -174,12 +172,8 @@ def test_kill_9_of_the_primary_keeps_every_acknowledged_write(nodes):
             wait_role(n, "slave")
 
 
-def php_session(node, cookie=""):
-    out = node.host.run("%s %s" % (php_request_command(node.host, "/var/www/ha/session.php", SESSION_PHP),
-                                   shlex.quote(cookie))).stdout
-    count = int(re.search(r"count=(\d+)", out).group(1))
-    set_cookie = re.search(r"Set-Cookie: (PHPSESSID=[^;]+)", out)
-    return (set_cookie.group(1) if set_cookie else cookie), count
+def node_session(node, cookie=""):
+    return php_session(node.host, "/var/www/ha", cookie)
 
 
 def power_off_failover(nodes, label):
@@ -205,11 +199,11 @@ def power_off_failover(nodes, label):
 def test_power_off_of_the_primary_fails_over_and_keeps_sessions(nodes):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
-    cookie, count = php_session(client)
+    cookie, count = node_session(client)
     gap = power_off_failover(nodes, "power-off of the primary")
     assert gap < 15, "writes resumed only %.1f s after the power-off" % gap
     assert primary_of(nodes) is not primary
-    _, after = php_session(client, cookie)
+    _, after = node_session(client, cookie)
     assert after == count + 1, "the PHP session did not survive the failover"
     rounds = int(os.environ.get("REDIS_VPS_HA_BENCH", "0"))
     gaps = [power_off_failover(nodes, "benchmark failover %d" % (i + 1)) for i in range(rounds)]

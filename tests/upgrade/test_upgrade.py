@@ -4,28 +4,18 @@ new Redis runs, and the rerun says what it changed. Runs in molecule/upgrade onl
 (it rewrites the host's apt sources); tests/infra then runs on the upgraded host.
 """
 import re
-import shlex
 
 import pytest
-from helpers import INVENTORY, changed_count, fill, php_request_command, playbook
+from helpers import INVENTORY, changed_count, fill, php_session, playbook
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
 
-SESSION_PHP = "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'count=', $_SESSION['n'];"
 KEYS = 10000
 UPGRADE = (
     "sed -i 's/bookworm/trixie/g' /etc/apt/sources.list"
     " && apt-get update -qq"
     " && DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Options::=--force-confold full-upgrade"
 )
-
-
-def php_session(host, cookie=""):
-    out = host.run("%s %s" % (php_request_command(host, "/var/www/upgrade/session.php", SESSION_PHP),
-                               shlex.quote(cookie))).stdout
-    count = int(re.search(r"count=(\d+)", out).group(1))
-    set_cookie = re.search(r"Set-Cookie: (PHPSESSID=[^;]+)", out)
-    return (set_cookie.group(1) if set_cookie else cookie), count
 
 
 def test_upgrade_from_debian_12_to_13_keeps_queue_keys_and_sessions(host, redis):
@@ -35,7 +25,7 @@ def test_upgrade_from_debian_12_to_13_keeps_queue_keys_and_sessions(host, redis)
     assert "errors: 0" in report, report
     redis.run("queue", "XADD", "upgrade:stream", "*", "job", "1", user="default")
     redis.run("queue", "XGROUP", "CREATE", "upgrade:stream", "workers", "0", user="default")
-    cookie, count = php_session(host)
+    cookie, count = php_session(host, "/var/www/upgrade")
     keys_before = int(redis.run("queue", "DBSIZE"))
     assert keys_before >= KEYS + 1
 
@@ -55,7 +45,7 @@ def test_upgrade_from_debian_12_to_13_keeps_queue_keys_and_sessions(host, redis)
     assert int(redis.run("queue", "DBSIZE")) == keys_before
     assert redis.run("queue", "GET", "jobs:%d" % (KEYS - 1), user="default") == "x" * 100
     assert "workers" in redis.run("queue", "XINFO", "GROUPS", "upgrade:stream", user="default")
-    _, count_after = php_session(host, cookie)   # now through PHP 8.4's FPM
+    _, count_after = php_session(host, "/var/www/upgrade", cookie)   # now through PHP 8.4's FPM
     assert count_after == count + 1, "the PHP session did not survive the upgrade"
     assert host.run("phpquery -V | sort -V | tail -1").stdout.strip() == "8.4"
 

@@ -7,7 +7,7 @@ import re
 import shlex
 
 import pytest
-from helpers import INSTANCES, fill, php_request_command
+from helpers import INSTANCES, fill, php_session, session_command
 
 PHASE = os.environ.get("REDIS_VPS_PHASE", "before")
 STATE = pathlib.Path(os.environ.get("REDIS_VPS_VM_STATE", "/tmp/redis-vps-vm-state.json"))
@@ -38,7 +38,7 @@ def test_redis_started_without_kernel_warnings(host, instances, name):
 def test_write_data_that_must_survive_a_reboot(host, redis):
     redis.run("queue", "SET", "reboot:queue", "kept", user="default")
     redis.run("cache", "SET", "reboot:cache", "dropped", user="default")
-    cookie, count = php_session(host)
+    cookie, count = vm_session(host)
     STATE.write_text(json.dumps({"cookie": cookie, "count": count}))
 
 
@@ -50,7 +50,7 @@ def test_data_after_the_reboot(host, redis, instances):
     assert redis.run("queue", "GET", "reboot:queue", user="default") == "kept"
     assert redis.run("cache", "DBSIZE") == "0", "the cache must come back empty"
     saved = json.loads(STATE.read_text())
-    _, count = php_session(host, saved["cookie"])
+    _, count = vm_session(host, saved["cookie"])
     assert count == saved["count"] + 1, "the PHP session did not survive the reboot"
 
 
@@ -83,20 +83,10 @@ def test_memory_pressure_on_one_gigabyte(host, redis):
                        % (used, rss, host.run("free -m").stdout))
 
 
-SESSION_PHP = "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'count=', $_SESSION['n'];"
-
-
-def install_php_client(host):
-    return php_request_command(host, "/var/www/vm/session.php", SESSION_PHP)
-
-
-def php_session(host, cookie=""):
-    out = host.run("%s %s" % (install_php_client(host), shlex.quote(cookie))).stdout
-    count = int(re.search(r"count=(\d+)", out).group(1))
-    set_cookie = re.search(r"Set-Cookie: (PHPSESSID=[^;]+)", out)
-    return (set_cookie.group(1) if set_cookie else cookie), count
+def vm_session(host, cookie=""):
+    return php_session(host, "/var/www/vm", cookie)
 
 
 def php_burst_command(host, requests):
-    cookie, _ = php_session(host)
-    return "%s %s %d" % (install_php_client(host), shlex.quote(cookie), requests)
+    cookie, _ = vm_session(host)
+    return "%s %s %d" % (session_command(host, "/var/www/vm"), shlex.quote(cookie), requests)
