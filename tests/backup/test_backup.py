@@ -26,7 +26,7 @@ RESTORE = REPO / "playbooks" / "restore.yml"
 KEYS = 10000
 # The newest RDB version each platform's engine reads (Redis 7.0, Redis 8.0, Valkey 8.1).
 NEWEST_RDB = {("bookworm", "redis"): 10, ("trixie", "redis"): 12, ("trixie", "valkey"): 11}
-DISASTER_HOST = "bkp-d13-redis"
+DISASTER_HOST = os.environ.get("REDIS_VPS_NS", "") + "bkp-d13-redis"
 # The writer test leaves its figures here for docs/backup.md (the project's state folder, tools/lib.sh).
 FIGURES = pathlib.Path(os.environ.get("REDIS_VPS_STATE", "/var/tmp/redis-vps"))
 
