@@ -60,6 +60,32 @@ def test_sshd_effective_settings(host, hostvars):
     assert host.service("ssh").is_running
 
 
+def test_ssh_offers_no_password_login(host, hostvars):
+    """Over real SSH, as a client sees it: the server offers public keys only, even with
+    cloud-init's drop-in (and, in the default scenario, the main file) saying yes."""
+    hardened(hostvars, "ssh")
+    if hostvars.get("ansible_connection") not in ("ssh", "paramiko"):
+        pytest.skip("the host is not reached over SSH here")
+    import paramiko
+    transport = paramiko.Transport((hostvars.get("ansible_host", host.backend.get_hostname()),
+                                    int(hostvars.get("ansible_port", 22))))
+    try:
+        transport.start_client(timeout=10)
+        with pytest.raises(paramiko.BadAuthenticationType) as refused:
+            transport.auth_none(hostvars.get("ansible_user", "root"))
+    finally:
+        transport.close()
+    assert refused.value.allowed_types == ["publickey"]
+
+
+def test_the_role_s_sshd_drop_in_sorts_first(host, hostvars):
+    hardened(hostvars, "ssh")
+    files = host.run("ls /etc/ssh/sshd_config.d").stdout.split()
+    assert files[0] == "00-redis-vps-hardening.conf", files
+    assert "50-redis-vps-hardening.conf" not in files
+    assert not [name for name in files if "~" in name], files   # no leftover copies
+
+
 def test_security_updates_run_daily(host, hostvars):
     hardened(hostvars, "unattended_upgrades")
     assert host.package("unattended-upgrades").is_installed
