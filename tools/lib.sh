@@ -26,20 +26,41 @@ ensure_apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Python venv with the pinned controller stack (requirements.txt).
+# Python venv with the pinned controller stack (requirements.txt), or with
+# `ensure_venv newest`, the newest ansible-core's (requirements-newest.txt) on a Python
+# 3.12+ from pyenv, in $VENV-newest. Either one is put first on PATH.
 ensure_venv() {
-  local stamp="$VENV/.requirements.sha256" want
-  want="$(sha256sum "$REPO_ROOT/requirements.txt" | cut -d' ' -f1)"
-  if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "creating the Python venv in $VENV"
-    python3 -m venv "$VENV"
+  local venv="$VENV" requirements="$REPO_ROOT/requirements.txt" python=python3
+  if [ "${1:-}" = newest ]; then
+    venv="$VENV-newest" requirements="$REPO_ROOT/requirements-newest.txt" python="$(newest_python)"
+  fi
+  local stamp="$venv/.requirements.sha256" want
+  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating the Python venv in $venv ($("$python" --version))"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
     mkdir -p "$STATE_DIR"
-    "$VENV/bin/pip" install -q -r "$REPO_ROOT/requirements.txt" >"$STATE_DIR/pip.log" 2>&1 \
+    "$venv/bin/pip" install -q -r "$requirements" >"$STATE_DIR/pip.log" 2>&1 \
       || { cat "$STATE_DIR/pip.log" >&2; return 1; }
     echo "$want" > "$stamp"
   fi
-  export PATH="$VENV/bin:$PATH"
+  export PATH="$venv/bin:$PATH"
   export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
+}
+
+# A Python 3.12 or newer for the newest ansible-core (pyenv's, as on these machines).
+newest_python() {
+  local root candidate
+  root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
+  for candidate in $(ls -d "$root"/versions/3.12* "$root"/versions/3.13* 2>/dev/null) ; do
+    [ -x "$candidate/bin/python" ] && { echo "$candidate/bin/python"; return 0; }
+  done
+  for candidate in python3.13 python3.12; do
+    command -v "$candidate" >/dev/null && { command -v "$candidate"; return 0; }
+  done
+  log "no Python 3.12 or newer (pyenv or PATH): the newest ansible-core needs one"
+  return 1
 }
 
 # A Docker engine from Debian's docker.io, started detached when nothing answers.
