@@ -100,6 +100,8 @@ def backup_health(record, status, now):
         # The newest run failed (a failure after the last success).
         "failed": bool(failure and (not success or int(failure) > int(success))),
         "last_error": status.get("last_error"),
+        # The newest run was refused for lack of room (redis_backup_min_free_mb), or the disk filled.
+        "no_room": status.get("no_room") if failure and (not success or int(failure) > int(success)) else None,
         "offsite_repository": status.get("offsite_repository"),
         "offsite_snapshot": offsite.get("snapshot"),
         "offsite_age_seconds": now - int(offsite["last_success"]) if offsite.get("last_success") else None,
@@ -219,7 +221,9 @@ def verdicts(h):
 
 
     backup = h.get("backup")
-    if backup and backup["failed"]:
+    if backup and backup.get("no_room"):
+        out.append(("CRIT", "%s: backups are refused for lack of room: %s" % (name, backup["no_room"])))
+    elif backup and backup["failed"]:
         out.append(("CRIT", "%s: the last backup failed: %s; see journalctl -u redis-vps-backup@%s"
                             % (name, backup["last_error"], name)))
     elif backup and backup["age_seconds"] is not None and backup["warn_after_seconds"] \
