@@ -32,6 +32,8 @@ BAD_FRAGMENT = """
     - name: A fragment nft refuses, through the module that writes the project's fragments
       redis_vps.server.redis_instance:
         socket: /nonexistent.sock
+        password: unused
+        config: {}
         files:
           - {path: /etc/nftables.d/zz-redis-vps-test.nft, content: "add rule inet filter input ip saddr 192.0.2.10\\n tcp dport 9121 accept\\n", validate: nft}
           - {path: /etc/redis-vps-test-written, content: "x\\n"}

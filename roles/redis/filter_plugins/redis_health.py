@@ -171,6 +171,8 @@ def redis_health(result, now=None):
         # Settings that differ from what the role would set (a rerun changes them).
         "drift": sorted(result.get("applied") or {}) + list(result.get("restart_required") or []),
         "metrics": metrics,
+        # The server still runs a binary that a package upgrade replaced on disk (redis_instance).
+        "binary_replaced": "upgraded" in (result.get("restart_required") or []),
         "replication": replication(info),
 
 
@@ -230,6 +232,13 @@ def verdicts(h):
             and backup["age_seconds"] > backup["warn_after_seconds"]:
         out.append(("WARN", "%s: the last backup is %s old (more than %s); is redis-vps-backup@%s.timer running?"
                             % (name, _age(backup["age_seconds"]), _age(backup["warn_after_seconds"]), name)))
+    if h.get("binary_replaced"):
+        out.append(("WARN", "%s runs a server binary that a package upgrade replaced: the old code (and its security holes) "
+                            "runs until a restart; %s" % (name, "restart it now: systemctl restart %s-server@cache "
+                                                          "(it keeps nothing; its keys are lost)" % h["engine"]
+                                                          if name == "cache" and not h["persistent"] else
+                                                          "restart it at a quiet time (rerun site.yml, or systemctl restart "
+                                                          "%s-server@%s): a few seconds without it" % (h["engine"], name))))
     if h["metrics"] and "NOT RUNNING" in h["metrics"]:
         out.append(("WARN", "%s's exporter is not running: %s; rerun site.yml" % (name, h["metrics"])))
     if h["rejected_connections"]:
