@@ -286,7 +286,9 @@ def test_the_health_report_shows_each_persistent_instances_last_backup(every_vps
 def recreate(name):
     """Remove the container `name` and start a fresh one like it (molecule.yml's platform)."""
     scenario = pathlib.Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    platform = next(p for p in yaml.safe_load((scenario / "molecule.yml").read_text())["platforms"] if p["name"] == name)
+    # molecule.yml as molecule reads it: ${REDIS_VPS_NS} (unset: empty) before each name.
+    text = (scenario / "molecule.yml").read_text().replace("${REDIS_VPS_NS}", os.environ.get("REDIS_VPS_NS", ""))
+    platform = next(p for p in yaml.safe_load(text)["platforms"] if p["name"] == name)
     subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
     cmd = ["docker", "run", "-d", "--name", name, "--hostname", platform["hostname"],
            "--cgroupns", platform["cgroupns_mode"]]

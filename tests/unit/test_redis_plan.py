@@ -80,6 +80,7 @@ def test_exporter_fields_follow_the_engine_and_port():
     assert queue["exporter"] == {
         "service": "valkey-exporter@queue.service", "port": 9122,
         "env_file": "/etc/valkey/valkey-queue.exporter.env",
+        "password_file": "/etc/valkey/valkey-queue.exporter.json",
         "unit_file": "/etc/systemd/system/valkey-exporter@.service",
         "nft_file": "/etc/nftables.d/valkey-exporter-queue.nft",
     }

@@ -105,6 +105,7 @@ class FakeServer:
         self.path, self.data_dir, self.rdb, self.password = path, data_dir, rdb, password
         self.rewriting, self.bgsave_ok = rewriting, bgsave_ok
         self.lastsave, self.status, self.commands = 1000, "ok", []
+        self.born, self.scheduled = time.monotonic(), False
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(4)
@@ -139,21 +140,36 @@ class FakeServer:
         if name == "LASTSAVE":
             return b":%d\r\n" % self.lastsave
         if name == "INFO":
+            # An AOF rewrite (`rewriting` seconds long) ends here; a BGSAVE scheduled meanwhile runs then.
+            rewriting = self.rewriting and time.monotonic() < self.born + self.rewriting
+            if not rewriting and self.scheduled:
+                self.scheduled = False
+                self.save()
             text = ("# Persistence\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:%s\r\n"
-                    "aof_rewrite_in_progress:0\r\n" % self.status).encode()
+                    "aof_rewrite_in_progress:%d\r\n# Memory\r\nused_memory_dataset:%d\r\n"
+                    % (self.status, rewriting, len(self.rdb))).encode()
             return b"$%d\r\n%s\r\n" % (len(text), text)
         if name == "BGSAVE":
-            if self.rewriting and args[1:] != ["SCHEDULE"]:
-                return b"-ERR Background append only file rewriting in progress\r\n"
-            if self.bgsave_ok:
-                with open(os.path.join(self.data_dir, "dump.rdb"), "wb") as handle:
-                    handle.write(self.rdb)
-                self.lastsave = int(time.time())
-                self.status = "ok"
-            else:
-                self.status = "err"
-            return b"+Background saving %s\r\n" % (b"scheduled" if args[1:] == ["SCHEDULE"] else b"started")
+            rewriting = self.rewriting and time.monotonic() < self.born + self.rewriting
+            if rewriting and args[1:] != ["SCHEDULE"]:
+                # What Redis 7/8 and Valkey 8 answer (older releases said "...rewriting in progress").
+                return (b"-ERR Another child process is active (AOF?): can't BGSAVE right now. "
+                        b"Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.\r\n")
+            if rewriting:
+                self.scheduled = True
+                return b"+Background saving scheduled\r\n"
+            self.save()
+            return b"+Background saving started\r\n"
         return b"-ERR unknown command\r\n"
+
+    def save(self):
+        if self.bgsave_ok:
+            with open(os.path.join(self.data_dir, "dump.rdb"), "wb") as handle:
+                handle.write(self.rdb)
+            self.lastsave = int(time.time())
+            self.status = "ok"
+        else:
+            self.status = "err"
 
     def close(self):
         self.listener.close()
@@ -206,12 +222,13 @@ def test_a_backup_keeps_a_gzipped_checksummed_copy_and_a_status(setup):
 
 def test_during_an_aof_rewrite_the_snapshot_is_scheduled(setup):
     tmp, config = setup
-    server = FakeServer(config["socket"], config["data_dir"], rewriting=True)
+    server = FakeServer(config["socket"], config["data_dir"], rewriting=1.5)    # a rewrite of 1.5 s
     try:
         assert prog.main(["backup", "queue"]) == 0
     finally:
         server.close()
-    assert ["BGSAVE", "SCHEDULE"] in server.commands
+    assert ["BGSAVE", "SCHEDULE"] in server.commands and ["BGSAVE"] not in server.commands
+    assert len(list((tmp / "dest").glob("*.rdb.gz"))) == 1
 
 
 def test_a_failed_snapshot_fails_the_run_and_says_so_in_the_status(setup, capsys):

@@ -100,6 +100,8 @@ def backup_health(record, status, now):
         # The newest run failed (a failure after the last success).
         "failed": bool(failure and (not success or int(failure) > int(success))),
         "last_error": status.get("last_error"),
+        # The newest run was refused for lack of room (redis_backup_min_free_mb), or the disk filled.
+        "no_room": status.get("no_room") if failure and (not success or int(failure) > int(success)) else None,
         "offsite_repository": status.get("offsite_repository"),
         "offsite_snapshot": offsite.get("snapshot"),
         "offsite_age_seconds": now - int(offsite["last_success"]) if offsite.get("last_success") else None,
@@ -169,6 +171,8 @@ def redis_health(result, now=None):
         # Settings that differ from what the role would set (a rerun changes them).
         "drift": sorted(result.get("applied") or {}) + list(result.get("restart_required") or []),
         "metrics": metrics,
+        # The server still runs a binary that a package upgrade replaced on disk (redis_instance).
+        "binary_replaced": "upgraded" in (result.get("restart_required") or []),
         "replication": replication(info),
 
 
@@ -219,13 +223,22 @@ def verdicts(h):
 
 
     backup = h.get("backup")
-    if backup and backup["failed"]:
+    if backup and backup.get("no_room"):
+        out.append(("CRIT", "%s: backups are refused for lack of room: %s" % (name, backup["no_room"])))
+    elif backup and backup["failed"]:
         out.append(("CRIT", "%s: the last backup failed: %s; see journalctl -u redis-vps-backup@%s"
                             % (name, backup["last_error"], name)))
     elif backup and backup["age_seconds"] is not None and backup["warn_after_seconds"] \
             and backup["age_seconds"] > backup["warn_after_seconds"]:
         out.append(("WARN", "%s: the last backup is %s old (more than %s); is redis-vps-backup@%s.timer running?"
                             % (name, _age(backup["age_seconds"]), _age(backup["warn_after_seconds"]), name)))
+    if h.get("binary_replaced"):
+        out.append(("WARN", "%s runs a server binary that a package upgrade replaced: the old code (and its security holes) "
+                            "runs until a restart; %s" % (name, "restart it now: systemctl restart %s-server@cache "
+                                                          "(it keeps nothing; its keys are lost)" % h["engine"]
+                                                          if name == "cache" and not h["persistent"] else
+                                                          "restart it at a quiet time (rerun site.yml, or systemctl restart "
+                                                          "%s-server@%s): a few seconds without it" % (h["engine"], name))))
     if h["metrics"] and "NOT RUNNING" in h["metrics"]:
         out.append(("WARN", "%s's exporter is not running: %s; rerun site.yml" % (name, h["metrics"])))
     if h["rejected_connections"]:

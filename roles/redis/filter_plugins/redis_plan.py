@@ -55,6 +55,30 @@ def redis_memory_budget(host_mb):
     return int(host_mb) * 1024 * 1024 * PLAN_LIMIT_PERCENT // 100
 
 
+# Replication buffers of an HA primary (redis_ha), sized from the queue's maxmemory: the
+# backlog lets a replica that was briefly away resync in part; each replica's output buffer
+# (writes queued for it during a full sync) is cut at its hard limit, or after 60 s above
+# its soft one, and that replica resyncs. The primary may hold the backlog plus every
+# replica's buffer at once: the memory plan counts them.
+REPL_BACKLOG_FRACTION = 8        # backlog = queue / 8, at least 1 MB
+REPLICA_HARD_FRACTION = 4        # per replica: hard limit queue / 4 (at least 8 MB), soft queue / 8
+PUBSUB_LIMITS = "pubsub 33554432 8388608 60"      # Redis's defaults, as CONFIG GET shows them
+
+
+def redis_replication_plan(queue_maxmemory, replicas):
+    """The HA primary's replication settings for a queue of `queue_maxmemory` with `replicas`
+    replicas, as CONFIG GET shows them, and `bytes`, the most they hold at once."""
+    queue = redis_bytes(queue_maxmemory)
+    backlog = max(1024 ** 2, queue // REPL_BACKLOG_FRACTION)
+    hard = max(8 * 1024 ** 2, queue // REPLICA_HARD_FRACTION)
+    soft = max(4 * 1024 ** 2, queue // (2 * REPLICA_HARD_FRACTION))
+    return {
+        "repl-backlog-size": str(backlog),
+        "client-output-buffer-limit": "normal 0 0 0 slave %d %d 60 %s" % (hard, soft, PUBSUB_LIMITS),
+        "bytes": backlog + int(replicas) * hard,
+    }
+
+
 # Engines from Debian's archive and the first Debian release that ships each one
 # (Valkey is in Debian 12 only through bookworm-backports: not supported).
 ENGINE_MIN_DEBIAN = {"redis": 12, "valkey": 13}
@@ -91,8 +115,8 @@ def redis_instance_records(own_settings, common, engine, exporter_ports=None):
     user/group/cli of the engine, config (what the template writes) and runtime (the
     same settings as CONFIG GET shows them: maxmemory in bytes), which the
     redis_instance module compares with the running server; with `exporter_ports`
-    (name -> port), its Prometheus exporter: service, port, env_file (holds the
-    monitor password: root only), unit_file (one template unit for every instance)
+    (name -> port), its Prometheus exporter: service, port, env_file, password_file (the
+    monitor password for the instance's own socket only: root only), unit_file (one template unit for every instance)
     and nft_file (its firewall fragment); for an instance with persistence (AOF or RDB
     snapshots), its backups (roles/redis_backup): dir, status_file, config_file, service and
     timer (units named after the project, redis-vps-backup@NAME), and what a restore runs:
@@ -129,6 +153,8 @@ def redis_instance_records(own_settings, common, engine, exporter_ports=None):
                 "service": "%s-exporter@%s.service" % (engine, name),
                 "port": int(exporter_ports[name]),
                 "env_file": "%s/%s-%s.exporter.env" % (layout["conf_dir"], engine, name),
+                # Its password, mapped to its own socket only (root only; handed to the exporter at start).
+                "password_file": "%s/%s-%s.exporter.json" % (layout["conf_dir"], engine, name),
                 "unit_file": "/etc/systemd/system/%s-exporter@.service" % engine,
                 "nft_file": "/etc/nftables.d/%s-exporter-%s.nft" % (engine, name),
             }
@@ -153,6 +179,7 @@ class FilterModule:
             "redis_bytes": redis_bytes,
             "redis_memory_plan": redis_memory_plan,
             "redis_memory_budget": redis_memory_budget,
+            "redis_replication_plan": redis_replication_plan,
             "redis_engine_layout": redis_engine_layout,
             "redis_instance_records": redis_instance_records,
         }

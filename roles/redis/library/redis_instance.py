@@ -60,7 +60,11 @@ options:
     type: str
   timeout: {description: Seconds to wait for a socket that is there to accept connections., type: int, default: 10}
   files:
-    description: Other files of the instance (path, content, owner, group, mode), written when they differ; never shown.
+    description:
+      - Other files of the instance (path, content, owner, group, mode), written when they differ; never shown.
+      - "With C(validate: nft) (an nftables fragment, included by /etc/nftables.conf's table inet filter) the new
+        content is first checked with C(nft -c) after a stub of that table; when it fails, nothing at all is written
+        and the module fails naming the file. Skipped where nft is not installed (no firewall loads the fragments)."
     type: list
     elements: dict
   services:
@@ -317,6 +321,36 @@ def sync_files(module, result):
     return diffs
 
 
+NFT = "/usr/sbin/nft"
+# What /etc/nftables.conf (vps_hardening) declares before it includes /etc/nftables.d/*.nft.
+NFT_STUB = ("table inet filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n  }\n}\n")
+
+
+def nft_check_text(content):
+    """The file `nft -c -f` checks for a fragment: the table it adds to, then the fragment."""
+    return NFT_STUB + content
+
+
+def check_other_files(module, result):
+    """`nft -c` on each new firewall fragment (C(validate: nft)) before anything is written:
+    a fragment that fails would leave the host without a firewall at its next boot."""
+    if not os.path.exists(NFT):
+        return
+    for spec in module.params["files"] or []:
+        if spec.get("validate") != "nft" or read(spec["path"]) == spec["content"]:
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=".redis-vps-nft-check.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(nft_check_text(spec["content"]))
+            rc, out, err = module.run_command([NFT, "-c", "-f", tmp])
+        finally:
+            os.unlink(tmp)
+        if rc != 0:
+            module.fail_json(msg="the firewall fragment %s does not pass nft -c (nothing was written): %s"
+                             % (spec["path"], " ".join((err or out).split())[-600:]), **result)
+
+
 def sync_other_files(module, result):
     """Write each of O(files) whose content, owner or mode differs (no backup, no diff:
     they may hold secrets); their folder is made (root, 0755) when missing."""
@@ -382,7 +416,8 @@ def main():
                                     content=dict(type="str", required=True, no_log=True),
                                     owner=dict(type="str", default="root"),
                                     group=dict(type="str", default="root"),
-                                    mode=dict(type="str", default="0644"))),
+                                    mode=dict(type="str", default="0644"),
+                                    validate=dict(type="str", choices=["nft"]))),
             services=dict(type="list", elements="str", default=[]),
             secret_config=dict(type="dict", default={}, no_log=True),
             backup_status=dict(type="path"),
@@ -415,6 +450,7 @@ def main():
         except ValueError:
             result["backup"] = {"last_error": "unreadable status file %s" % params["backup_status"],
                                 "last_failure": int(time.time())}
+    check_other_files(module, result)
     sync_dir(module, result)
     diffs = sync_files(module, result)
     sync_other_files(module, result)

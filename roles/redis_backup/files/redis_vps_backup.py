@@ -21,6 +21,7 @@ Exit status: 0 done, 1 failed, 2 refused before anything changed.
 import argparse
 import contextlib
 import datetime
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -252,13 +253,26 @@ def read_secret(name):
         return handle.read().strip()
 
 
+def write_atomic(path, text, mode):
+    """`text` into `path` by a file written beside, synced and renamed: readers see the old
+    file or the new one, never half of one; nothing is left behind when the write fails
+    (a full disk)."""
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)
 
 
 def read_json(path, default=None):
@@ -403,29 +417,93 @@ def offsite_copy(config, rdb_fd, status):
 
 # --- backup ---------------------------------------------------------------------------
 
-def wait_for_snapshot(conn, before, deadline):
-    """Wait until the server's snapshot after `before` (LASTSAVE) is done; its LASTSAVE."""
-    failed_polls = 0
+# Room a backup-only filesystem keeps beyond the snapshot (the status file, a checksum).
+DEST_SLACK = 1 << 20
+MB = 1024 * 1024
+
+
+def child_active(info):
+    """Whether the server runs a child that blocks a BGSAVE now: an AOF rewrite (or a
+    module's fork). Read from INFO persistence, never from an error's wording: Redis 7/8 and
+    Valkey answer "Another child process is active (AOF?): can't BGSAVE right now"."""
+    return info.get("aof_rewrite_in_progress") == "1" or info.get("module_fork_in_progress") == "1"
+
+
+def room_problem(estimate, data_free, dest_free, same_fs, min_free, rdb_written):
+    """Why a backup of about `estimate` bytes (the RDB; its .gz is at most about as big) must
+    not go on, or None. The filesystem of the instance's data (its AOF) must keep, after
+    everything the backup writes there, room for one AOF rewrite (a base about the snapshot's
+    size) plus `min_free`: a backup must never push the queue into refusing writes. Before the
+    snapshot (`rdb_written` false) the server writes a second RDB beside dump.rdb; the
+    compressed copy lands there too when the backups share that filesystem (`same_fs`)."""
+    reserve = estimate + min_free
+    need = reserve + (0 if rdb_written else estimate) + (estimate if same_fs else 0)
+    if data_free < need:
+        return ("no room: the snapshot (about %.1f MB) would leave the filesystem of the instance's data (its AOF) "
+                "with %.1f MB free, less than the %.1f MB it keeps (one AOF rewrite plus redis_backup_min_free_mb "
+                "%.0f MB); free some space or move %s" % (
+                    estimate / MB, (data_free - need + reserve) / MB, reserve / MB, min_free / MB,
+                    "the backups to another filesystem" if same_fs else "the data"))
+    if not same_fs and dest_free < estimate + DEST_SLACK:
+        return ("no room: the backups' filesystem has %.1f MB free, the snapshot needs about %.1f MB"
+                % (dest_free / MB, (estimate + DEST_SLACK) / MB))
+    return None
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def check_room(config, estimate, rdb_written):
+    """Refused (nothing written) when the snapshot would not fit, or would leave the AOF's
+    filesystem short of room (room_problem)."""
+    data, dest = config["data_dir"], config["dest"]
+    same_fs = os.stat(data).st_dev == os.stat(dest).st_dev
+    problem = room_problem(estimate, free_bytes(data), free_bytes(dest), same_fs,
+                           int(config.get("min_free_bytes", 256 * MB)), rdb_written)
+    if problem:
+        raise NoRoom(problem)
+
+
+class NoRoom(Refused):
+    """Refused before anything was written: the snapshot does not fit, or would leave the
+    AOF short of room."""
+
+
+class RanOutOfRoom(Failed):
+    """The disk filled while the copy was written (whatever was written of it is removed)."""
+
+
+def wait_for_snapshot(conn, before, deadline, scheduled):
+    """Wait until the server's snapshot after `before` (LASTSAVE) is written; its LASTSAVE.
+    Judged by the server's state: a scheduled BGSAVE starts once the AOF rewrite ends; a
+    failure counts only while no child runs and, for a scheduled one, after a grace period
+    (the server starts it within a cron tick)."""
+    idle_polls = 0
     while True:
         info = conn.info("persistence")
         lastsave = int(conn.call("LASTSAVE"))
-        busy = info.get("rdb_bgsave_in_progress") == "1"
+        busy = info.get("rdb_bgsave_in_progress") == "1" or child_active(info)
         if not busy and lastsave > before and info.get("rdb_last_bgsave_status") == "ok":
             return lastsave
-        if not busy and info.get("rdb_last_bgsave_status") != "ok" and info.get("aof_rewrite_in_progress") != "1":
-            failed_polls += 1
-            if failed_polls >= 3:
+        if busy:
+            idle_polls = 0
+        else:
+            idle_polls += 1
+            if info.get("rdb_last_bgsave_status") != "ok" and idle_polls >= (25 if scheduled else 3):
                 raise Failed("the snapshot failed (rdb_last_bgsave_status:%s); see the instance's log"
                              % info.get("rdb_last_bgsave_status"))
-        else:
-            failed_polls = 0
+            if idle_polls >= 150:      # 30 s with no child and no new save: the schedule was lost
+                raise Failed("the server started no snapshot (LASTSAVE still %d)" % lastsave)
         if time.monotonic() > deadline:
             raise Failed("no new snapshot in time (LASTSAVE still %d)" % lastsave)
         time.sleep(0.2)
 
 
 def ask_snapshot(conn, config):
-    """BGSAVE (BGSAVE SCHEDULE while an AOF rewrite runs); returns once it is written."""
+    """BGSAVE, or BGSAVE SCHEDULE while an AOF rewrite runs (INFO says so); returns once
+    the snapshot is written."""
     deadline = time.monotonic() + config.get("wait_seconds", 600)
     while conn.info("persistence").get("rdb_bgsave_in_progress") == "1":   # the server's own save first
         if time.monotonic() > deadline:
@@ -434,20 +512,26 @@ def ask_snapshot(conn, config):
     before = int(conn.call("LASTSAVE"))
     while time.time() < before + 1:      # LASTSAVE counts seconds: ours must be a later one
         time.sleep(0.1)
-    try:
-        reply = conn.call("BGSAVE")
-    except RedisError as exc:
-        if "rewriting" not in str(exc) and "in progress" not in str(exc):
-            raise Failed("BGSAVE: %s" % exc)
+    scheduled = child_active(conn.info("persistence"))
+    if scheduled:
         reply = conn.call("BGSAVE", "SCHEDULE")
+    else:
+        try:
+            reply = conn.call("BGSAVE")
+        except RedisError as exc:
+            # A rewrite may have started between INFO and BGSAVE: the state decides, not the text.
+            info = conn.info("persistence")
+            if not child_active(info):
+                raise Failed("BGSAVE: %s" % exc)
+            scheduled = True
+            reply = conn.call("BGSAVE", "SCHEDULE")
     log("%s: %s" % (config["instance"], reply))
-    return wait_for_snapshot(conn, before, deadline)
+    return wait_for_snapshot(conn, before, deadline, scheduled)
 
 
-def compress(source_fd, target):
-    """gzip the open RDB into `target` (written beside, synced, renamed); sha256 of the .gz."""
+def compress(source_fd, tmp):
+    """gzip the open RDB into `tmp` (synced); sha256 of the .gz. The caller renames it."""
     os.lseek(source_fd, 0, os.SEEK_SET)
-    tmp = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".partial")
     with open(tmp, "wb") as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as packed:
             while True:
@@ -458,8 +542,39 @@ def compress(source_fd, target):
         raw.flush()
         os.fsync(raw.fileno())
     os.chmod(tmp, 0o600)
-    os.replace(tmp, target)
-    return sha256_of(target)
+    return sha256_of(tmp)
+
+
+def keep_snapshot(config, fd, target):
+    """The snapshot as `target` (.rdb.gz) with its checksum: the .gz is written under a hidden
+    .partial name, its checksum file written atomically, and only then the .gz renamed into
+    place, so a listed snapshot always has its checksum. On any failure (a full disk) nothing
+    of it is left."""
+    partial = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".partial")
+    try:
+        digest = compress(fd, partial)
+        write_atomic(target + ".sha256", "%s  %s\n" % (digest, os.path.basename(target)), 0o600)
+        os.replace(partial, target)
+    except BaseException as exc:
+        for path in (partial, target + ".sha256"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise RanOutOfRoom("no room: writing %s ran out of space (%s); nothing of it was kept" % (target, exc))
+        raise
+    return digest
+
+
+def clean_leftovers(config):
+    """What a killed run left (it held the lock, which we hold now): partial files, temporary
+    status or checksum files, a restore's staging file, a checksum without its snapshot."""
+    for entry in os.listdir(config["dest"]):
+        path = os.path.join(config["dest"], entry)
+        orphan = entry.endswith(SUFFIX + ".sha256") and not os.path.exists(path[:-len(".sha256")])
+        if (entry.startswith(".") and entry.endswith((".partial", ".tmp"))) or entry == ".restore.rdb" or orphan:
+            log("removing %s, left by an interrupted run" % path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def prune(config):
@@ -473,6 +588,13 @@ def prune(config):
             log("removed %s (retention: %d hourly, %d daily)" % (name, config["keep_hourly"], config["keep_daily"]))
 
 
+def dump_size(config):
+    try:
+        return os.stat(os.path.join(config["data_dir"], config["dbfilename"])).st_size
+    except FileNotFoundError:
+        return None
+
+
 def backup(config):
     status_path = os.path.join(config["dest"], "status.json")
     status = read_json(status_path, {}) or {}
@@ -483,25 +605,31 @@ def backup(config):
                   offsite_repository=(config.get("offsite") or {}).get("repository"))
     try:
         with locked(config, wait=600):
+            clean_leftovers(config)
             conn = connect(config, "backup", read_secret("backup-password"))
             try:
+                # Before anything is written: the last snapshot's size as the estimate (the
+                # dataset's size in memory for the first one).
+                estimate = dump_size(config)
+                if estimate is None:
+                    estimate = int(conn.info("memory").get("used_memory_dataset", "0"))
+                check_room(config, estimate, rdb_written=False)
                 lastsave = ask_snapshot(conn, config)
             finally:
                 conn.close()
             name = snapshot_name(config["instance"], lastsave)
             fd = os.open(os.path.join(config["data_dir"], config["dbfilename"]), os.O_RDONLY)
             try:
+                size = os.fstat(fd).st_size
+                check_room(config, size, rdb_written=True)       # the real size, before the copy
                 version = check_version(config, os.pread(fd, 9, 0))
                 figures = check_rdb(config, "/proc/self/fd/%d" % fd, fds=(fd,))
                 target = os.path.join(config["dest"], name + SUFFIX)
-                digest = compress(fd, target)
-                with open(target + ".sha256", "w", encoding="utf-8") as handle:
-                    handle.write("%s  %s\n" % (digest, os.path.basename(target)))
-                size = os.fstat(fd).st_size
+                digest = keep_snapshot(config, fd, target)
                 log("%s: kept %s (%d bytes, RDB v%d, %s keys), sha256 %s"
                     % (config["instance"], os.path.basename(target), size, version, figures["keys"], digest))
                 status.update(last_success=lastsave, last_snapshot=name, last_size=size, last_keys=figures["keys"],
-                              last_rdb_version=version, last_error=None)
+                              last_rdb_version=version, last_error=None, no_room=None)
                 prune(config)
                 status["local_snapshots"] = len(local_snapshots(config))
                 if config.get("offsite"):
@@ -515,7 +643,8 @@ def backup(config):
             finally:
                 os.close(fd)
     except (Failed, Refused, OSError, RedisError, subprocess.SubprocessError) as exc:
-        status.update(last_error=str(exc), last_failure=int(time.time()))
+        status.update(last_error=str(exc), last_failure=int(time.time()),
+                      no_room=str(exc) if isinstance(exc, (NoRoom, RanOutOfRoom)) else None)
         write_json(status_path, status)
         raise
     write_json(status_path, status)
@@ -540,6 +669,12 @@ def metrics_text(instance, status):
         "# TYPE redis_vps_backup_last_run_success gauge",
         "redis_vps_backup_last_run_success%s %d" % (label, ok),
     ]
+    lines += [
+        "# HELP redis_vps_backup_no_room Whether the last backup run was refused for lack of room (1): the snapshot"
+        " would not fit, or would leave the instance's AOF filesystem short.",
+        "# TYPE redis_vps_backup_no_room gauge",
+        "redis_vps_backup_no_room%s %d" % (label, 1 if status.get("no_room") else 0),
+    ]
     offsite = (status.get("offsite") or {}).get("last_success")
     if status.get("offsite_repository"):
         lines += [
@@ -557,10 +692,7 @@ def write_metrics(config):
         return
     status = read_json(os.path.join(config["dest"], "status.json"), {}) or {}
     path = os.path.join(TEXTFILE_DIR, "redis_vps_backup_%s.prom" % config["instance"])
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write(metrics_text(config["instance"], status))
-    os.chmod(path + ".tmp", 0o644)
-    os.replace(path + ".tmp", path)
+    write_atomic(path, metrics_text(config["instance"], status), 0o644)
 
 
 # --- list -----------------------------------------------------------------------------
@@ -618,6 +750,14 @@ def stage(config, snapshot, offsite):
             raise Refused("%s has no checksum file" % packed)
         if sha256_of(packed) != want:
             raise Refused("%s does not match its checksum: the file is damaged" % packed)
+        with open(packed, "rb") as handle:      # gzip's trailer: the uncompressed size (mod 4 GiB)
+            handle.seek(-4, os.SEEK_END)
+            size = int.from_bytes(handle.read(4), "little")
+        same_fs = os.stat(config["data_dir"]).st_dev == os.stat(config["dest"]).st_dev
+        need = size * (2 if same_fs else 1) + DEST_SLACK     # the staging file, then its copy in the data
+        if free_bytes(config["dest"]) < need:
+            raise NoRoom("no room to restore: %s needs about %.1f MB for the uncompressed snapshot, %.1f MB are free"
+                         % (config["dest"], need / MB, free_bytes(config["dest"]) / MB))
         try:
             with gzip.open(packed, "rb") as source, open(staging, "wb") as out:
                 shutil.copyfileobj(source, out, CHUNK)
@@ -706,8 +846,8 @@ def restore(config, snapshot, offsite, check_only, password):
         raise Refused("a restore runs as root")
     started = time.monotonic()
     with locked(config, wait=60):
-        name, staging, figures = stage(config, snapshot, offsite)
         try:
+            name, staging, figures = stage(config, snapshot, offsite)
             result = dict(instance=config["instance"], snapshot=name, **figures)
             if check_only:
                 result["checked_only"] = True
@@ -759,9 +899,9 @@ def restore(config, snapshot, offsite, check_only, password):
                 raise
             result.update(kept_aside=aside, seconds=round(time.monotonic() - started, 1))
             return result
-        finally:
+        finally:        # the staging file never outlives the run, whatever happened
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(staging)
+                os.unlink(os.path.join(config["dest"], ".restore.rdb"))
 
 
 # --- command line ---------------------------------------------------------------------
