@@ -24,6 +24,11 @@ options:
     description: "Password name -> SHA-256 (hex) of the value the controller intends; RV(credentials_differ) names those the store holds otherwise."
     type: dict
     default: {}
+  hash_names:
+    description: Names whose stored password's SHA-256 to return in RV(current_hashes) (playbooks/rotate.yml keeps it as the old one).
+    type: list
+    elements: str
+    default: []
   recover:
     description:
       - "Read the passwords back (playbooks/recover-credentials.yml): a list of {name, sources, socket, user}. Each source is
@@ -46,6 +51,7 @@ installed: {description: Those of O(packages) that dpkg has installed., type: li
 credentials: {description: "Names of the passwords in the host's store (no value).", type: list, returned: always}
 retiring: {description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring).", type: dict, returned: always}
 credentials_differ: {description: Names of O(compare) whose stored value is not the one intended., type: list, returned: always}
+current_hashes: {description: "O(hash_names) -> SHA-256 of the stored password, for those the store holds.", type: dict, returned: always}
 backup_files: {description: "Which of the backup role's password files are there: backup_password, restic_password.", type: dict, returned: always}
 recovered: {description: "With O(recover): name -> {value, source, verified (true, false, or null: not checkable)}.", type: dict, returned: with O(recover)}
 """
@@ -133,6 +139,15 @@ def differing(folder, compare):
     return out
 
 
+def hashes(folder, names):
+    out = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            out[name] = sha256(read(path).rstrip("\n"))
+    return out
+
+
 def decode(value, how):
     """A password as a config file writes it, back in clear."""
     if how == "url":
@@ -199,6 +214,7 @@ def main():
                            credentials_dir=dict(type="path", default="/etc/redis-vps/credentials"),
                            backup_dir=dict(type="path", default="/etc/redis-vps-backup"),
                            compare=dict(type="dict", default={}, no_log=True),
+                           hash_names=dict(type="list", elements="str", default=[]),
                            recover=dict(type="list", elements="dict", default=[])),
         supports_check_mode=True,
     )
@@ -212,6 +228,7 @@ def main():
         credentials=names,
         retiring=retiring,
         credentials_differ=differing(params["credentials_dir"], params["compare"]),
+        current_hashes=hashes(params["credentials_dir"], params["hash_names"]),
         backup_files={"backup_password": os.path.exists(os.path.join(params["backup_dir"], "backup-password")),
                       "restic_password": os.path.exists(os.path.join(params["backup_dir"], "restic-password"))},
         **extra,
