@@ -15,6 +15,29 @@ options:
   instances: {description: Instance names., type: list, elements: str, required: true}
   engines: {description: Engine names; each one's files are looked for under its own name., type: list, elements: str, required: true}
   packages: {description: Packages to tell whether dpkg has them installed., type: list, elements: str, default: []}
+  credentials_dir:
+    description: The host's credential store (one root-only file per password); only the names of its files are returned.
+    type: path
+    default: /etc/redis-vps/credentials
+  backup_dir: {description: The backup role's folder (its password files tell a backup repository is there)., type: path, default: /etc/redis-vps-backup}
+  compare:
+    description: "Password name -> SHA-256 (hex) of the value the controller intends; RV(credentials_differ) names those the store holds otherwise."
+    type: dict
+    default: {}
+  hash_names:
+    description: Names whose stored password's SHA-256 to return in RV(current_hashes) (playbooks/rotate.yml keeps it as the old one).
+    type: list
+    elements: str
+    default: []
+  recover:
+    description:
+      - "Read the passwords back (playbooks/recover-credentials.yml): a list of {name, sources, socket, user}. Each source is
+        {path (a glob), pattern (a regular expression whose first group is the password), decode (none, url, env, shell)}; the
+        store's file comes first. A value found is checked with AUTH as O(recover[].user) on O(recover[].socket) when given."
+      - The values come back in RV(recovered): the task must be no_log.
+    type: list
+    elements: dict
+    default: []
 author: redis-vps developers
 """
 
@@ -25,12 +48,23 @@ os_version: {description: "VERSION_ID from /etc/os-release (12, 13), empty on te
 os_codename: {description: VERSION_CODENAME from /etc/os-release (bookworm, trixie)., type: str, returned: always}
 present: {description: "Engine -> the config files and data folders of its instances found on the host.", type: dict, returned: always}
 installed: {description: Those of O(packages) that dpkg has installed., type: list, returned: always}
+credentials: {description: "Names of the passwords in the host's store (no value).", type: list, returned: always}
+retiring: {description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring).", type: dict, returned: always}
+credentials_differ: {description: Names of O(compare) whose stored value is not the one intended., type: list, returned: always}
+current_hashes: {description: "O(hash_names) -> SHA-256 of the stored password, for those the store holds.", type: dict, returned: always}
+backup_files: {description: "Which of the backup role's password files are there: backup_password, restic_password.", type: dict, returned: always}
+recovered: {description: "With O(recover): name -> {value, source, verified (true, false, or null: not checkable)}.", type: dict, returned: with O(recover)}
 """
 
+import glob
+import hashlib
 import os
 import re
+import shlex
+from urllib.parse import unquote
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
 
 
 def memtotal_mb(meminfo):
@@ -73,15 +107,131 @@ def read(path):
         return ""
 
 
+# --- The credential store (/etc/redis-vps/credentials): names and hashes, never values ----
+
+def sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def credential_names(folder, listdir=os.listdir):
+    """(names of the passwords in the store, name -> hash of a rotation's old password)."""
+    try:
+        entries = sorted(listdir(folder))
+    except OSError:
+        return [], {}
+    names = [e for e in entries if re.match(r"^[a-z_]+$", e)]
+    retiring = {}
+    for entry in entries:
+        if entry.endswith(".retiring"):
+            value = read(os.path.join(folder, entry)).strip()
+            if re.match(r"^[0-9a-f]{64}$", value):
+                retiring[entry[:-len(".retiring")]] = value
+    return names, retiring
+
+
+def differing(folder, compare):
+    """Names whose stored password is not the one the controller intends (by hash)."""
+    out = []
+    for name, wanted in sorted(compare.items()):
+        path = os.path.join(folder, name)
+        if os.path.exists(path) and sha256(read(path).rstrip("\n")) != wanted:
+            out.append(name)
+    return out
+
+
+def hashes(folder, names):
+    out = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            out[name] = sha256(read(path).rstrip("\n"))
+    return out
+
+
+def decode(value, how):
+    """A password as a config file writes it, back in clear."""
+    if how == "url":
+        return unquote(value)
+    if how == "env":
+        return re.sub(r'\\(["\\])', r"\1", value)
+    if how == "shell":
+        words = shlex.split(value)
+        return words[0] if words else ""
+    return value
+
+
+def find_password(sources, reader=None):
+    """The first password the sources hold: (value, path) or (None, None)."""
+    reader = reader or read
+    for source in sources:
+        for path in sorted(glob.glob(source["path"])):
+            text = reader(path)
+            if not text:
+                continue
+            pattern = source.get("pattern")
+            match = re.search(pattern, text, re.MULTILINE) if pattern else None
+            value = decode(match.group(1), source.get("decode") or "none") if match else (None if pattern else text.strip("\n"))
+            if value:
+                return value, path
+    return None, None
+
+
+def verify(socket, user, password):
+    """Whether the running server takes this password (None: no server to ask)."""
+    if not socket or not os.path.exists(socket):
+        return None
+    try:
+        conn = connect(socket, 5)
+    except OSError:
+        return None
+    try:
+        conn.call("AUTH", user, password)
+        return True
+    except RedisError:
+        return False
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def recover(specs):
+    out = {}
+    for spec in specs:
+        value, path = find_password(spec.get("sources") or [])
+        if value is None:
+            continue
+        out[spec["name"]] = dict(value=value, source=path,
+                                 verified=verify(spec.get("socket"), spec.get("user") or "default", value))
+    return out
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(instances=dict(type="list", elements="str", required=True),
                            engines=dict(type="list", elements="str", required=True),
-                           packages=dict(type="list", elements="str", default=[])),
+                           packages=dict(type="list", elements="str", default=[]),
+                           credentials_dir=dict(type="path", default="/etc/redis-vps/credentials"),
+                           backup_dir=dict(type="path", default="/etc/redis-vps-backup"),
+                           compare=dict(type="dict", default={}, no_log=True),
+                           hash_names=dict(type="list", elements="str", default=[]),
+                           recover=dict(type="list", elements="dict", default=[])),
         supports_check_mode=True,
     )
     release = os_release(read("/etc/os-release"))
+    params = module.params
+    names, retiring = credential_names(params["credentials_dir"])
+    extra = {}
+    if params["recover"]:
+        extra["recovered"] = recover(params["recover"])
     module.exit_json(
+        credentials=names,
+        retiring=retiring,
+        credentials_differ=differing(params["credentials_dir"], params["compare"]),
+        current_hashes=hashes(params["credentials_dir"], params["hash_names"]),
+        backup_files={"backup_password": os.path.exists(os.path.join(params["backup_dir"], "backup-password")),
+                      "restic_password": os.path.exists(os.path.join(params["backup_dir"], "restic-password"))},
+        **extra,
         changed=False,
         memtotal_mb=memtotal_mb(read("/proc/meminfo")),
         os_id=release.get("ID", ""),

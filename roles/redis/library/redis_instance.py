@@ -21,7 +21,10 @@ description:
   - Each of O(files) whose content differs is written (temporary file with its final owner and mode, then renamed),
     the previous one kept as a backup (RV(backups)). Owner and mode are corrected when only they differ.
   - When the instance is not running (RV(running) false) nothing else is done; starting it applies the files.
-  - Otherwise connects over the unix socket, authenticates as O(user), reads C(CONFIG GET *).
+  - Otherwise connects over the unix socket, authenticates as O(user) (with O(previous_password_file)'s password if
+    O(password) is refused), reads C(CONFIG GET *).
+  - A users file that differs from the running users in passwords only is applied with C(ACL SETUSER ... resetpass
+    #HASH...), which drops no connection; any other difference with C(ACL LOAD).
   - Settings listed in O(live) that differ are applied with C(CONFIG SET), C(maxmemory-policy) first.
   - Other differing settings are returned in RV(restart_required); this module never restarts anything.
   - If O(user) cannot authenticate (the users file changed and is not loaded yet), RV(restart_required) is C([auth]).
@@ -56,7 +59,9 @@ options:
   group: {description: Group of the files., type: str, default: root}
   mode: {description: Mode of the files., type: str, default: "0640"}
   app_password:
-    description: Password the C(default) user should have; if the running server refuses it, the users are reloaded too.
+    description:
+      - Not used any more (kept so that older playbooks still run); the running users' passwords are compared with
+        the users file's by C(ACL GETUSER), and those that differ are set live with C(ACL SETUSER).
     type: str
   timeout: {description: Seconds to wait for a socket that is there to accept connections., type: int, default: 10}
   files:
@@ -65,8 +70,20 @@ options:
       - "With C(validate: nft) (an nftables fragment, included by /etc/nftables.conf's table inet filter) the new
         content is first checked with C(nft -c) after a stub of that table; when it fails, nothing at all is written
         and the module fails naming the file. Skipped where nft is not installed (no firewall loads the fragments)."
+      - With dir_mode, their folder gets that mode (the host's credential store, /etc/redis-vps/credentials, is 0700).
     type: list
     elements: dict
+  absent:
+    description: Files to remove when they are there (a finished rotation's NAME.retiring), reported in RV(written).
+    type: list
+    elements: path
+    default: []
+  previous_password_file:
+    description:
+      - A root-only file with O(user)'s password as the host knew it before this run (the credential store's copy),
+        read before O(files) are written. When O(password) is refused, this one is tried, so that a new password
+        given in the inventory applies live (ACL SETUSER) instead of needing a restart.
+    type: path
   services:
     description: Other units of the instance whose state to report in RV(units) (with O(service)).
     type: list
@@ -85,7 +102,8 @@ author: redis-vps developers
 """
 
 RETURN = r"""
-written: {description: Files whose content was written., type: list, returned: always}
+written: {description: Files whose content was written (or removed, O(absent))., type: list, returned: always}
+acl: {description: "How the users were applied: none, setuser (passwords only, no connection dropped: user -> count), load (ACL LOAD).", type: str, returned: always}
 backups: {description: "Previous version of each written file: path -> backup path.", type: dict, returned: always}
 applied: {description: "Settings changed live: name -> {before, after}.", type: dict, returned: always}
 restart_required: {description: Differing settings that only a restart applies., type: list, returned: always}
@@ -102,6 +120,7 @@ backup: {description: "The backup status file's content (null when there is none
 """
 
 import grp
+import hashlib
 import json
 import os
 import pwd
@@ -149,6 +168,55 @@ def authenticates(params, user, password):
         return False
     finally:
         conn.close()
+
+
+def acl_lines(text):
+    """A users file as user -> (its passwords as SHA-256 hashes, its other rules), or None if a
+    line is not `user NAME ...` (then only ACL LOAD applies it)."""
+    users = {}
+    for line in (text or "").splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] != "user" or len(words) < 2:
+            return None
+        hashes, rules = [], []
+        for word in words[2:]:
+            if word.startswith("#") and len(word) == 65:
+                hashes.append(word[1:].lower())
+            elif word.startswith(">"):
+                hashes.append(hashlib.sha256(word[1:].encode()).hexdigest())
+            else:
+                rules.append(word)
+        users[words[1]] = (sorted(set(hashes)), rules)
+    return users
+
+
+def password_changes(before, after):
+    """user -> its new hashes, when `after` differs from `before` in passwords only;
+    None when anything else differs (a rule, a user added or removed)."""
+    old, new = acl_lines(before), acl_lines(after)
+    if old is None or new is None or set(old) != set(new):
+        return None
+    if any(old[name][1] != new[name][1] for name in new):
+        return None
+    return {name: new[name][0] for name in new if old[name][0] != new[name][0]}
+
+
+def running_passwords(conn, users):
+    """user -> the hashes the running server holds (None for a user it does not know)."""
+    out = {}
+    for name in users:
+        reply = conn.call("ACL", "GETUSER", name)
+        fields = dict(zip(reply[::2], reply[1::2])) if reply else {}
+        out[name] = sorted(set(fields.get("passwords") or [])) if reply else None
+    return out
+
+
+def set_passwords(conn, changes):
+    """Give each user exactly these passwords, live: its connections stay open."""
+    for name, hashes in sorted(changes.items()):
+        conn.call("ACL", "SETUSER", name, "resetpass", *["#" + h for h in hashes])
 
 
 def info_fields(info):
@@ -361,16 +429,25 @@ def sync_other_files(module, result):
         mode = int(spec["mode"], 8)
         if read(path) == content:
             st = os.stat(path)
-            if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode):
+            folder_ok = not spec.get("dir_mode") or os.stat(os.path.dirname(path)).st_mode & 0o7777 == int(spec["dir_mode"], 8)
+            if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode) and folder_ok:
                 continue
         if not module.check_mode:
             try:
                 os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                if spec.get("dir_mode"):
+                    os.chmod(os.path.dirname(path), int(spec["dir_mode"], 8))
                 write_file(module, path, content, uid, gid, mode)
             except OSError as exc:
                 module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
         result["written"].append(path)
         result["changed"] = True
+    for path in module.params.get("absent") or []:
+        if os.path.lexists(path):
+            if not module.check_mode:
+                os.unlink(path)
+            result["written"].append(path)
+            result["changed"] = True
 
 
 def units_state(module, units):
@@ -417,7 +494,10 @@ def main():
                                     owner=dict(type="str", default="root"),
                                     group=dict(type="str", default="root"),
                                     mode=dict(type="str", default="0644"),
-                                    validate=dict(type="str", choices=["nft"]))),
+                                    validate=dict(type="str", choices=["nft"]),
+                                    dir_mode=dict(type="str"))),
+            absent=dict(type="list", elements="path", default=[]),
+            previous_password_file=dict(type="path", no_log=False),
             services=dict(type="list", elements="str", default=[]),
             secret_config=dict(type="dict", default={}, no_log=True),
             backup_status=dict(type="path"),
@@ -432,7 +512,10 @@ def main():
             _done(**kw)
         setattr(module, name, hidden)
     result = dict(changed=False, applied={}, restart_required=[], written=[], backups={}, running=False, enabled=False,
-                  units={})
+                  units={}, acl="none")
+    # Read before the store's files are rewritten below: the password in force until now.
+    previous = (read(params["previous_password_file"]) or "").rstrip("\n") if params["previous_password_file"] else ""
+    users_before = read(params["users"]["path"]) if params["users"] else None
     if params["service"]:
         # So that the role asks systemd to enable or start only the units that need it.
         states = units_state(module, [params["service"]] + params["services"])
@@ -465,25 +548,52 @@ def main():
         conn = connect(params["socket"], params["timeout"])
     except OSError as exc:
         module.fail_json(msg="cannot connect to %s: %s" % (params["socket"], exc), **result)
+    login = params["password"]
     try:
         try:
-            conn.call("AUTH", params["user"], params["password"])
+            conn.call("AUTH", params["user"], login)
         except RedisError as exc:
             if "WRONGPASS" not in str(exc):
                 raise
-            result["restart_required"] = ["auth"]
-            if diffs:
-                result["diff"] = diffs
-            module.exit_json(**result)
-        if not users_changed and params["app_password"] and not authenticates(params, "default", params["app_password"]):
-            users_changed = True   # the running users differ from the file
+            # A new password (given anew, or a rotation): the one the host's store held still works.
+            try:
+                if not previous or previous == login:
+                    raise exc
+                conn.call("AUTH", params["user"], previous)
+                login = previous
+            except RedisError:
+                result["restart_required"] = ["auth"]
+                if diffs:
+                    result["diff"] = diffs
+                module.exit_json(**result)
+        wanted = acl_lines(params["users"]["content"]) if params["users"] else None
+        if users_changed:
+            # Passwords only (a rotation, a new password): ACL SETUSER, which drops no
+            # connection; anything else: ACL LOAD, which drops the reloaded users' ones.
+            changes = password_changes(users_before, params["users"]["content"]) if users_before is not None else None
+        elif wanted:
+            # The file is as intended: do the running users hold its passwords?
+            running_pw = running_passwords(conn, wanted)
+            changes = None if None in running_pw.values() else \
+                {name: wanted[name][0] for name in wanted if running_pw[name] != wanted[name][0]}
+            users_changed = changes is None or bool(changes)
+        else:
+            changes = None
         if users_changed:
             if not module.check_mode:
-                conn.call("ACL", "LOAD")
-                # Redis drops the connections of reloaded users, ours included.
-                conn.close()
-                conn = connect(params["socket"], params["timeout"])
-                conn.call("AUTH", params["user"], params["password"])
+                if changes is not None:
+                    set_passwords(conn, changes)
+                    result["acl"] = "setuser"
+                else:
+                    conn.call("ACL", "LOAD")
+                    result["acl"] = "load"
+                    # Redis drops the connections of reloaded users, ours included.
+                    conn.close()
+                    conn = connect(params["socket"], params["timeout"])
+                    try:
+                        conn.call("AUTH", params["user"], params["password"])
+                    except RedisError:
+                        conn.call("AUTH", params["user"], login)
             result["changed"] = True
         flat = conn.call("CONFIG", "GET", "*")
         running = dict(zip(flat[::2], flat[1::2]))
