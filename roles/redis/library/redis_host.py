@@ -15,6 +15,12 @@ options:
   instances: {description: Instance names., type: list, elements: str, required: true}
   engines: {description: Engine names; each one's files are looked for under its own name., type: list, elements: str, required: true}
   packages: {description: Packages to tell whether dpkg has them installed., type: list, elements: str, default: []}
+  adopt_engine:
+    description:
+      - Engine whose package instance (C(ENGINE-server.service), C(/etc/ENGINE/ENGINE.conf)) to inspect, with the
+        PHP-FPM pools (C(/etc/php/*/fpm/pool.d/*.conf)) that set C(session.*); RV(adopt). Empty, not looked at.
+    type: str
+    default: ""
 author: redis-vps developers
 """
 
@@ -25,12 +31,26 @@ os_version: {description: "VERSION_ID from /etc/os-release (12, 13), empty on te
 os_codename: {description: VERSION_CODENAME from /etc/os-release (bookworm, trixie)., type: str, returned: always}
 present: {description: "Engine -> the config files and data folders of its instances found on the host.", type: dict, returned: always}
 installed: {description: Those of O(packages) that dpkg has installed., type: list, returned: always}
+adopt:
+  description:
+    - "The package's own instance of O(adopt_engine) and the PHP pools: installed, active, enabled, masked (a masked
+      unit is not looked at further: an earlier run replaced it), databases (db number -> keys, read from the running
+      instance with its requirepass), data_files (its files that hold data, when it is not running), error (why its
+      keys could not be read), pools (path, line, directive, setting of each pool line that sets session.*; never a
+      value), requirepass_set, requirepass_ok (whether its password passes the role's rules; never the value),
+      pending (whether any of it holds data: the run stops unless redis_adopt)."
+  type: dict
+  returned: when O(adopt_engine) is set
+  sample: {engine: redis, installed: true, active: true, enabled: true, masked: false, databases: {"0": 40, "1": 100},
+           data_files: [], error: "", pools: [{path: /etc/php/8.4/fpm/pool.d/www.conf, line: 440,
+           directive: php_value, setting: session.save_path}], requirepass_set: true, requirepass_ok: true, pending: true}
 """
 
 import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_handmade import inspect as inspect_package_instance
 
 
 def memtotal_mb(meminfo):
@@ -77,10 +97,14 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(instances=dict(type="list", elements="str", required=True),
                            engines=dict(type="list", elements="str", required=True),
-                           packages=dict(type="list", elements="str", default=[])),
+                           packages=dict(type="list", elements="str", default=[]),
+                           adopt_engine=dict(type="str", default="")),
         supports_check_mode=True,
     )
     release = os_release(read("/etc/os-release"))
+    extra = {}
+    if module.params["adopt_engine"]:
+        extra["adopt"] = inspect_package_instance(module.params["adopt_engine"], module.run_command)
     module.exit_json(
         changed=False,
         memtotal_mb=memtotal_mb(read("/proc/meminfo")),
@@ -89,6 +113,7 @@ def main():
         os_codename=release.get("VERSION_CODENAME", ""),
         present=present(module.params["engines"], module.params["instances"]),
         installed=installed(module.params["packages"]),
+        **extra
     )
 
 
