@@ -21,6 +21,9 @@ options:
         PHP-FPM pools (C(/etc/php/*/fpm/pool.d/*.conf)) that set C(session.*); RV(adopt). Empty, not looked at.
     type: str
     default: ""
+  queue:
+    description: The queue instance's config file and data folder (C(conf), C(dir)); RV(queue_data).
+    type: dict
 author: redis-vps developers
 """
 
@@ -41,6 +44,12 @@ adopt:
       pending (whether any of it holds data: the run stops unless redis_adopt)."
   type: dict
   returned: when O(adopt_engine) is set
+queue_data:
+  description: "The queue instance: holds_data (its RDB or AOF files hold data), replicated (its config names a
+    masteruser: it is a member of redis_ha already)."
+  type: dict
+  returned: when O(queue) is set
+  sample: {holds_data: true, replicated: false}
   sample: {engine: redis, installed: true, active: true, enabled: true, masked: false, databases: {"0": 40, "1": 100},
            data_files: [], error: "", pools: [{path: /etc/php/8.4/fpm/pool.d/www.conf, line: 440,
            directive: php_value, setting: session.save_path}], requirepass_set: true, requirepass_ok: true, pending: true}
@@ -50,7 +59,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.redis_vps.server.plugins.module_utils.redis_handmade import inspect as inspect_package_instance
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_handmade import inspect as inspect_package_instance, queue_data
 
 
 def memtotal_mb(meminfo):
@@ -98,13 +107,16 @@ def main():
         argument_spec=dict(instances=dict(type="list", elements="str", required=True),
                            engines=dict(type="list", elements="str", required=True),
                            packages=dict(type="list", elements="str", default=[]),
-                           adopt_engine=dict(type="str", default="")),
+                           adopt_engine=dict(type="str", default=""),
+                           queue=dict(type="dict")),
         supports_check_mode=True,
     )
     release = os_release(read("/etc/os-release"))
     extra = {}
     if module.params["adopt_engine"]:
         extra["adopt"] = inspect_package_instance(module.params["adopt_engine"], module.run_command)
+    if module.params["queue"]:
+        extra["queue_data"] = queue_data(module.params["queue"]["conf"], module.params["queue"]["dir"])
     module.exit_json(
         changed=False,
         memtotal_mb=memtotal_mb(read("/proc/meminfo")),

@@ -296,3 +296,14 @@ def inspect(engine, run_command, pool_glob=POOL_GLOB):
         report["data_files"] = data_files(paths)
     report["pending"] = holds_data(report)
     return report
+
+
+def queue_data(conf_path, data_dir):
+    """The project's own queue instance on this host: whether its files hold data, and
+    whether it is already replicated (its config names the replication user, which only
+    hosts of redis_ha have). A single VPS joining redis_ha is the one with data and not
+    replicated: it must become the group's initial primary."""
+    conf = parse_conf(read_text(conf_path))
+    paths = {"rdb": os.path.join(data_dir, conf.get("dbfilename") or "dump.rdb"),
+             "aof_dir": os.path.join(data_dir, conf.get("appenddirname") or "appendonlydir")}
+    return {"holds_data": bool(data_files(paths)), "replicated": bool(conf.get("masteruser"))}
