@@ -186,7 +186,9 @@ def export(module, engine, conf, paths):
             for start in range(0, len(keys), BATCH):
                 batch = keys[start:start + BATCH]
                 now_ms = int(time.time() * 1000)
-                replies = conn.pipeline([c for key in batch for c in ((b"PTTL", key), (b"DUMP", key))])
+                # The pause runs from now again: a large dataset never outlasts it.
+                replies = conn.pipeline([(b"CLIENT", b"PAUSE", str(module.params["pause_ms"]).encode(), b"WRITE")]
+                                        + [c for key in batch for c in ((b"PTTL", key), (b"DUMP", key))])[1:]
                 for key, pttl, payload in zip(batch, replies[0::2], replies[1::2]):
                     if isinstance(pttl, RedisError) or isinstance(payload, RedisError):
                         module.fail_json(msg="database %d: a key could not be dumped: %s" % (db, pttl if isinstance(pttl, RedisError) else payload))
