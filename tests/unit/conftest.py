@@ -16,3 +16,6 @@ _name = "ansible_collections.redis_vps.server.plugins.module_utils"
 for _depth in range(2, _name.count(".") + 2):
     sys.modules.setdefault(".".join(_name.split(".")[:_depth]), types.ModuleType(".".join(_name.split(".")[:_depth])))
 sys.modules[_name + ".redis_resp"] = redis_resp
+import redis_handmade  # noqa: E402  (module_utils/redis_handmade.py, imported after redis_resp)
+
+sys.modules[_name + ".redis_handmade"] = redis_handmade

@@ -50,7 +50,9 @@ PRODUCED_FACTS = {
     # includes these tasks and reads the queue's password from it.
     "redis": {"redis_credentials",
               # tasks/status.yml: each instance's health, for the report and its JSON file.
-              "redis_health"},
+              "redis_health",
+              # tasks/adopt.yml: what an adoption moved; php_session reloads PHP-FPM when pools changed.
+              "redis_adopt_report"},
     # tasks/main.yml: the X.Y of the newest php-fpmX.Y on the host, used in paths and units.
     "php_session": {"php_session_php_version"},
     # tasks/main.yml: packages installed in this run; the other roles skip their

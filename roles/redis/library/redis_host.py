@@ -38,6 +38,15 @@ options:
     type: list
     elements: dict
     default: []
+  adopt_engine:
+    description:
+      - Engine whose package instance (C(ENGINE-server.service), C(/etc/ENGINE/ENGINE.conf)) to inspect, with the
+        PHP-FPM pools (C(/etc/php/*/fpm/pool.d/*.conf)) that set C(session.*); RV(adopt). Empty, not looked at.
+    type: str
+    default: ""
+  queue:
+    description: The queue instance's config file and data folder (C(conf), C(dir)); RV(queue_data).
+    type: dict
 author: redis-vps developers
 """
 
@@ -54,6 +63,25 @@ credentials_differ: {description: Names of O(compare) whose stored value is not 
 current_hashes: {description: "O(hash_names) -> SHA-256 of the stored password, for those the store holds.", type: dict, returned: always}
 backup_files: {description: "Which of the backup role's password files are there: backup_password, restic_password.", type: dict, returned: always}
 recovered: {description: "With O(recover): name -> {value, source, verified (true, false, or null: not checkable)}.", type: dict, returned: with O(recover)}
+adopt:
+  description:
+    - "The package's own instance of O(adopt_engine) and the PHP pools: installed, active, enabled, masked (a masked
+      unit is not looked at further: an earlier run replaced it), databases (db number -> keys, read from the running
+      instance with its requirepass), data_files (its files that hold data, when it is not running), error (why its
+      keys could not be read), pools (path, line, directive, setting of each pool line that sets session.*; never a
+      value), requirepass_set, requirepass_ok (whether its password passes the role's rules; never the value),
+      pending (whether any of it holds data: the run stops unless redis_adopt)."
+  type: dict
+  returned: when O(adopt_engine) is set
+  sample: {engine: redis, installed: true, active: true, enabled: true, masked: false, databases: {"0": 40, "1": 100},
+           data_files: [], error: "", pools: [{path: /etc/php/8.4/fpm/pool.d/www.conf, line: 440,
+           directive: php_value, setting: session.save_path}], requirepass_set: true, requirepass_ok: true, pending: true}
+queue_data:
+  description: "The queue instance: holds_data (its RDB or AOF files hold data), replicated (its config names a
+    masteruser: it is a member of redis_ha already)."
+  type: dict
+  returned: when O(queue) is set
+  sample: {holds_data: true, replicated: false}
 """
 
 import glob
@@ -65,6 +93,7 @@ from urllib.parse import unquote
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_handmade import inspect as inspect_package_instance, queue_data
 
 
 def memtotal_mb(meminfo):
@@ -215,7 +244,9 @@ def main():
                            backup_dir=dict(type="path", default="/etc/redis-vps-backup"),
                            compare=dict(type="dict", default={}, no_log=True),
                            hash_names=dict(type="list", elements="str", default=[]),
-                           recover=dict(type="list", elements="dict", default=[])),
+                           recover=dict(type="list", elements="dict", default=[]),
+                           adopt_engine=dict(type="str", default=""),
+                           queue=dict(type="dict")),
         supports_check_mode=True,
     )
     release = os_release(read("/etc/os-release"))
@@ -224,6 +255,10 @@ def main():
     extra = {}
     if params["recover"]:
         extra["recovered"] = recover(params["recover"])
+    if params["adopt_engine"]:
+        extra["adopt"] = inspect_package_instance(params["adopt_engine"], module.run_command)
+    if params["queue"]:
+        extra["queue_data"] = queue_data(params["queue"]["conf"], params["queue"]["dir"])
     module.exit_json(
         credentials=names,
         retiring=retiring,

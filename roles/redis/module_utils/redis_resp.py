@@ -15,11 +15,17 @@ class RedisError(Exception):
 class RespConnection:
     """Just enough RESP2 to send commands and read replies."""
 
-    def __init__(self, path, timeout):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw = False
+
+    def __init__(self, path, timeout, raw=False):
+        """`path`: a unix socket, or a (host, port) pair for TCP. `raw`: bulk replies
+        as bytes (DUMP payloads, binary keys) instead of text."""
+        family = socket.AF_INET if isinstance(path, tuple) else socket.AF_UNIX
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.reader = self.sock.makefile("rb")
+        self.raw = raw
 
     def close(self):
         self.reader.close()
@@ -32,6 +38,23 @@ class RespConnection:
             parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
         self.sock.sendall(b"".join(parts))
         return self._reply()
+
+    def pipeline(self, commands):
+        """Send every command, then read every reply (an error reply is returned, not raised)."""
+        parts = []
+        for args in commands:
+            parts.append(b"*%d\r\n" % len(args))
+            for arg in args:
+                data = arg if isinstance(arg, bytes) else str(arg).encode()
+                parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(parts))
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(self._reply())
+            except RedisError as error:
+                replies.append(error)
+        return replies
 
     def _reply(self):
         line = self.reader.readline()
@@ -46,7 +69,10 @@ class RespConnection:
             return int(rest)
         if kind == b"$":
             size = int(rest)
-            return None if size < 0 else self.reader.read(size + 2)[:-2].decode()
+            if size < 0:
+                return None
+            data = self.reader.read(size + 2)[:-2]
+            return data if self.raw else data.decode()
         if kind == b"*":
             size = int(rest)
             return None if size < 0 else [self._reply() for _ in range(size)]

@@ -1,0 +1,1 @@
+../../roles/redis/filter_plugins/redis_adopt_report.py

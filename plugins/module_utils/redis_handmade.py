@@ -1,0 +1,1 @@
+../../roles/redis/module_utils/redis_handmade.py

@@ -1,0 +1,1 @@
+../../roles/redis/library/redis_adopt.py
