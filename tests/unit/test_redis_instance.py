@@ -226,3 +226,18 @@ def test_secret_settings_are_hidden_in_results_and_diffs():
     assert result["running_config"] == {"masterauth": "********", "port": "0"}
     assert result["applied"]["masterauth"] == {"before": "********", "after": "********"}
     assert "s3cret" not in str(diffs) and "old" not in str(diffs) and "masterauth ********" in diffs[0]["after"]
+
+
+def test_a_config_rewrite_of_sizes_and_buffer_limits_changes_nothing():
+    """Sentinel's CONFIG REWRITE after a failover writes sizes with units and the buffer
+    limits one class a line, `slave` as `replica`: the same settings, no rewrite of ours."""
+    ours = ("repl-backlog-size 15728640\nclient-query-buffer-limit 33554432\n"
+            "client-output-buffer-limit normal 0 0 0 slave 33554432 16777216 60 pubsub 33554432 8388608 60\n")
+    rewritten = ("repl-backlog-size 15mb\nclient-query-buffer-limit 32mb\n"
+                 "client-output-buffer-limit normal 0 0 0\nclient-output-buffer-limit replica 32mb 16mb 60\n"
+                 "client-output-buffer-limit pubsub 32mb 8mb 60\nreplicaof 10.0.0.3 6380\n")
+    spec = {"content": ours, "server_owned": ["replicaof"], "server_added": []}
+    assert mod.intended_conf(spec, rewritten)[1]
+    assert not mod.intended_conf(spec, rewritten.replace("replica 32mb 16mb", "replica 64mb 16mb"))[1]
+    assert mod.directives("maxmemory 1m\nmaxmemory-policy noeviction\n") == {
+        "maxmemory": ["1000000"], "maxmemory-policy": ["noeviction"]}

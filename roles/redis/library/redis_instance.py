@@ -302,8 +302,27 @@ def directives(text):
             words = line.split()
         # One list of arguments per directive: CONFIG REWRITE writes `save 3600 1 300 100`
         # as one line per pair.
-        out.setdefault(words[0].lower(), []).extend(words[1:])
+        out.setdefault(words[0].lower(), []).extend(normal_size(word) for word in words[1:])
+    # CONFIG REWRITE writes client-output-buffer-limit as one line per class, `slave` as
+    # `replica`, in its own order: compare the classes as a set.
+    limits = out.get("client-output-buffer-limit")
+    if limits:
+        classes = [limits[i:i + 4] for i in range(0, len(limits), 4)]
+        for limit in classes:
+            limit[0] = {"slave": "replica"}.get(limit[0].lower(), limit[0].lower())
+        out["client-output-buffer-limit"] = [word for limit in sorted(classes) for word in limit]
     return out
+
+
+# Redis's own size units (memtoull): k and m are powers of ten, kb, mb and gb of two.
+SIZE_UNITS = {"k": 1000, "kb": 1024, "m": 1000 ** 2, "mb": 1024 ** 2, "g": 1000 ** 3, "gb": 1024 ** 3}
+SIZE = re.compile(r"^([0-9]+)(k|kb|m|mb|g|gb)$", re.IGNORECASE)
+
+
+def normal_size(word):
+    """A size as bytes (CONFIG REWRITE writes 33554432 as 32mb), any other word as it is."""
+    match = SIZE.match(word)
+    return str(int(match.group(1)) * SIZE_UNITS[match.group(2).lower()]) if match else word
 
 
 def server_owned_lines(text, owned):
