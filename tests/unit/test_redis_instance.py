@@ -235,7 +235,7 @@ def test_a_config_rewrite_of_sizes_and_buffer_limits_changes_nothing():
             "client-output-buffer-limit normal 0 0 0 slave 33554432 16777216 60 pubsub 33554432 8388608 60\n")
     rewritten = ("repl-backlog-size 15mb\nclient-query-buffer-limit 32mb\n"
                  "client-output-buffer-limit normal 0 0 0\nclient-output-buffer-limit replica 32mb 16mb 60\n"
-                 "client-output-buffer-limit pubsub 32mb 8mb 60\nreplicaof 10.0.0.3 6380\n")
+                 "replicaof 10.0.0.3 6380\n")   # (pubsub at its default: left out, as Redis 8.0 does)
     spec = {"content": ours, "server_owned": ["replicaof"], "server_added": []}
     assert mod.intended_conf(spec, rewritten)[1]
     assert not mod.intended_conf(spec, rewritten.replace("replica 32mb 16mb", "replica 64mb 16mb"))[1]

@@ -304,14 +304,21 @@ def directives(text):
         # as one line per pair.
         out.setdefault(words[0].lower(), []).extend(normal_size(word) for word in words[1:])
     # CONFIG REWRITE writes client-output-buffer-limit as one line per class, `slave` as
-    # `replica`, in its own order: compare the classes as a set.
+    # `replica`, in its own order, and leaves out a class at Redis's default (tested on
+    # Redis 8.0: pubsub 32mb 8mb 60 disappears): compare the other classes as a set.
     limits = out.get("client-output-buffer-limit")
     if limits:
         classes = [limits[i:i + 4] for i in range(0, len(limits), 4)]
         for limit in classes:
             limit[0] = {"slave": "replica"}.get(limit[0].lower(), limit[0].lower())
-        out["client-output-buffer-limit"] = [word for limit in sorted(classes) for word in limit]
+        out["client-output-buffer-limit"] = [word for limit in sorted(classes) if limit not in BUFFER_LIMIT_DEFAULTS
+                                             for word in limit]
     return out
+
+
+# Redis's default client-output-buffer-limit classes, in bytes.
+BUFFER_LIMIT_DEFAULTS = (["normal", "0", "0", "0"], ["replica", "268435456", "67108864", "60"],
+                         ["pubsub", "33554432", "8388608", "60"])
 
 
 # Redis's own size units (memtoull): k and m are powers of ten, kb, mb and gb of two.
