@@ -81,7 +81,7 @@ def test_recovery_writes_the_controllers_files_and_changes_nothing_on_the_host(e
 
 def test_a_host_from_before_the_store_gives_back_what_it_holds_in_clear(every_host, tmp_path):
     """No /etc/redis-vps/credentials (provisioned by an older release): the queue's password
-    comes from PHP's ini, monitor's from the exporter's env, backup's from its file; cache
+    comes from PHP's ini, monitor's from the exporter's env or password file, backup's from its file; cache
     and admin exist only as hashes there and are said to be lost."""
     for host, _, _ in every_host:
         host.run_test("mv %s /root/store.aside" % STORE)
