@@ -12,7 +12,8 @@ base_image() { echo "redis-vps/debian:${1:-$BASE_SUITE}"; }
 BASE_IMAGE="$(base_image)"
 DEBIAN_MIRROR="http://deb.debian.org/debian"
 
-log() { printf '==> %s\n' "$*" >&2; }
+# The time of day on each line: CI's log shows where its minutes go.
+log() { printf '==> %s %s\n' "$(date -u +%T)" "$*" >&2; }
 
 # Debian packages the tooling needs on the controller (not on the managed hosts).
 ensure_apt_packages() {
