@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 from helpers import INVENTORY, REPO, RedisCommandError, changed_count, credentials_of, playbook
-from test_rerun import refused, run_id, snapshot
+from test_rerun import copies_left, refused, run_id, snapshot
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
 
@@ -116,6 +116,8 @@ def test_new_admin_and_monitor_passwords_from_the_inventory_apply_live(every_hos
                 with pytest.raises(RedisCommandError):
                     redis.run(instance, "PING", password=redis.credentials["admin"])
             assert exporter_up(host), "the exporter does not log in with the new monitor password"
+            # The users files' previous copies go once the new ones are loaded (a masked path kept them).
+            assert copies_left(host, redis) == []
         rc, out = playbook(extra_vars=new, tmp_path=tmp_path)
         assert rc == 0 and changed_count(out) == 0, out
     finally:

@@ -241,3 +241,23 @@ def test_a_config_rewrite_of_sizes_and_buffer_limits_changes_nothing():
     assert not mod.intended_conf(spec, rewritten.replace("replica 32mb 16mb", "replica 64mb 16mb"))[1]
     assert mod.directives("maxmemory 1m\nmaxmemory-policy noeviction\n") == {
         "maxmemory": ["1000000"], "maxmemory-policy": ["noeviction"]}
+
+
+def test_copies_an_interrupted_run_left_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / "conf").write_text("x\n")
+    os.chmod(tmp_path / "conf", 0o640)
+    stale = tmp_path / "conf.4242.2026-12-01@12:24:19~"     # AnsibleModule.backup_local's name
+    stale.write_text("old\n")
+    others = [tmp_path / "conf~", tmp_path / "conf.bak", tmp_path / "confx.4242.2026-12-01@12:24:19~"]
+    for other in others:
+        other.write_text("not ours\n")
+    result = new_result()
+    assert mod.sync_files(FakeModule(tmp_path, check_mode=True, conf="x\n"), result) == []
+    assert result["changed"] and stale.exists()                # check mode says so, removes nothing
+    result = new_result()
+    assert mod.sync_files(FakeModule(tmp_path, conf="x\n"), result) == []
+    assert result["changed"] and result["removed"] == [str(stale)] and result["written"] == []
+    assert not stale.exists() and all(other.exists() for other in others)
+    result = new_result()
+    mod.sync_files(FakeModule(tmp_path, conf="x\n"), result)
+    assert not result["changed"]

@@ -20,6 +20,7 @@ short_description: Write a Redis instance's files, apply what can change live, r
 description:
   - Each of O(files) whose content differs is written (temporary file with its final owner and mode, then renamed),
     the previous one kept as a backup (RV(backups)). Owner and mode are corrected when only they differ.
+  - Backup copies of the config and users files that an interrupted earlier run left are removed (RV(removed)).
   - When the instance is not running (RV(running) false) nothing else is done; starting it applies the files.
   - Otherwise connects over the unix socket, authenticates as O(user) (with O(previous_password_file)'s password if
     O(password) is refused), reads C(CONFIG GET *).
@@ -105,6 +106,7 @@ RETURN = r"""
 written: {description: Files whose content was written (or removed, O(absent))., type: list, returned: always}
 acl: {description: "How the users were applied: none, setuser (passwords only, no connection dropped: user -> count), load (ACL LOAD).", type: str, returned: always}
 backups: {description: "Previous version of each written file: path -> backup path.", type: dict, returned: always}
+removed: {description: "Backup copies an earlier, interrupted run had left beside the config and users files, removed.", type: list, returned: when there were any}
 applied: {description: "Settings changed live: name -> {before, after}.", type: dict, returned: always}
 restart_required: {description: Differing settings that only a restart applies., type: list, returned: always}
 running: {description: "Whether the instance was running: O(service) active, or without it, its socket there.", type: bool, returned: always}
@@ -377,12 +379,35 @@ def mask(result, diffs, secrets):
                 diff[side] = pattern.sub(r"\1********", diff[side])
 
 
+# A backup copy as AnsibleModule.backup_local names it: PATH.PID.YYYY-MM-DD@HH:MM:SS~
+BACKUP_COPY = re.compile(r"\.[0-9]+\.[0-9]{4}-[0-9]{2}-[0-9]{2}@[0-9]{2}:[0-9]{2}:[0-9]{2}~")
+
+
+def remove_stale_copies(module, result, path):
+    """Backup copies of PATH that an earlier run left (it was stopped between writing the
+    file and removing its copy): the file in place is the one the next step checks."""
+    folder, name = os.path.split(path)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in sorted(entries):
+        if entry.startswith(name) and BACKUP_COPY.fullmatch(entry[len(name):]):
+            if not module.check_mode:
+                os.unlink(os.path.join(folder, entry))
+            result.setdefault("removed", []).append(os.path.join(folder, entry))
+            result["changed"] = True
+
+
 def sync_files(module, result):
     """Write each file that differs (keeping a backup); fix owner and mode. Returns the changed paths."""
     params = module.params
     diffs = []
     if not (params["conf"] or params["users"]):
         return diffs
+    for kind in ("conf", "users"):
+        if params[kind]:
+            remove_stale_copies(module, result, params[kind]["path"])
     uid = pwd.getpwnam(params["owner"]).pw_uid
     gid = grp.getgrnam(params["group"]).gr_gid
     mode = int(params["mode"], 8)
@@ -505,8 +530,8 @@ def main():
                                                 server_owned=dict(type="list", elements="str", default=[]),
                                                 server_added=dict(type="list", elements="str", default=[]),
                                                 initial=dict(type="dict", default={}))),
-            users=dict(type="dict", no_log=True, options=dict(path=dict(type="path", required=True),
-                                                              content=dict(type="str", required=True, no_log=True))),
+            users=dict(type="dict", options=dict(path=dict(type="path", required=True),
+                                                     content=dict(type="str", required=True, no_log=True))),
             owner=dict(type="str", default="redis"),
             group=dict(type="str", default="root"),
             mode=dict(type="str", default="0640"),
