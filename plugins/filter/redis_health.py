@@ -62,7 +62,7 @@ def doctor_verdict(text):
         return "no memory issue found"
     if "empty or is using very little memory" in text:
         return "too little data to judge"
-    first = text.split(". ")[0]
+    first = text.split(". ", maxsplit=1)[0]
     return "issues found: " + (first if len(first) <= 80 else first[:77] + "...") + " (run MEMORY DOCTOR)"
 
 
@@ -221,7 +221,6 @@ def verdicts(h):
         if replica["state"] != "online" or replica["lag"] > 5:
             out.append(("WARN", "%s: replica %s is %s, %d s behind" % (name, replica["address"], replica["state"], replica["lag"])))
 
-
     backup = h.get("backup")
     if backup and backup.get("no_room"):
         out.append(("CRIT", "%s: backups are refused for lack of room: %s" % (name, backup["no_room"])))
@@ -305,7 +304,7 @@ def backup_lines(backup):
         line = "none yet (the timer takes the first; playbooks/backup.yml takes one now)"
     else:
         line = "%s, %s ago, %s kept in %s" % (backup["last_snapshot"], _age(backup["age_seconds"]),
-                                             backup["local_snapshots"], backup["dir"])
+                                              backup["local_snapshots"], backup["dir"])
     if backup["failed"]:
         line = "LAST RUN FAILED (%s); last good: %s" % (backup["last_error"], line)
     lines = ["  backup       " + line]

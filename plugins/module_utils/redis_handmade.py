@@ -125,8 +125,8 @@ def _rdb_skip_string(data, pos):
     if value in (0, 1, 2):            # 8, 16, 32 bit integers
         return pos + (1, 2, 4)[value]
     if value == 3:                    # LZF: compressed length, then original length
-        compressed, pos, _ = _rdb_length(data, pos)
-        _, pos, _ = _rdb_length(data, pos)
+        compressed, pos, _special = _rdb_length(data, pos)
+        _length, pos, _special = _rdb_length(data, pos)
         return pos + compressed
     raise ValueError("bad string encoding %d" % value)
 
@@ -239,7 +239,7 @@ def data_files(paths):
 
 
 def unit_state(run_command, unit):
-    rc, out, _ = run_command(["systemctl", "show", "--property=ActiveState,UnitFileState", unit])
+    rc, out, _err = run_command(["systemctl", "show", "--property=ActiveState,UnitFileState", unit])
     state = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
     return {"active": state.get("ActiveState") in ("active", "reloading", "activating"),
             "enabled": state.get("UnitFileState") in ("enabled", "enabled-runtime", "alias"),
@@ -299,7 +299,7 @@ def inspect(engine, run_command, pool_glob=POOL_GLOB):
             finally:
                 conn.close()
         except (OSError, RedisError) as error:
-            report["error"] = "its keys could not be read (%s)" % str(error).split("\n")[0][:200]
+            report["error"] = "its keys could not be read (%s)" % str(error).split("\n", maxsplit=1)[0][:200]
     else:
         report["data_files"] = data_files(paths)
     report["pending"] = holds_data(report)

@@ -49,7 +49,7 @@ class RespConnection:
                 parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
         self.sock.sendall(b"".join(parts))
         replies = []
-        for _ in commands:
+        for _command in commands:
             try:
                 replies.append(self._reply())
             except RedisError as error:
@@ -75,7 +75,7 @@ class RespConnection:
             return data if self.raw else data.decode()
         if kind == b"*":
             size = int(rest)
-            return None if size < 0 else [self._reply() for _ in range(size)]
+            return None if size < 0 else [self._reply() for _index in range(size)]
         raise RedisError("unexpected reply %r" % line)
 
 

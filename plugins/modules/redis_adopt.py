@@ -15,37 +15,118 @@ DOCUMENTATION = r"""
 module: redis_adopt
 short_description: Move the package's own Redis or Valkey instance and the PHP pools' session lines into the role's instances
 description:
-  - O(state=export) pauses writes on the package's instance (C(CLIENT PAUSE WRITE)), dumps every key of every database
+  - "O(state=export) pauses writes on the package's instance (C(CLIENT PAUSE WRITE)), dumps every key of every database
     (C(DUMP), with its expiry) to C(keys.jsonl) in a new root-only folder under O(aside_root), copies its config there,
-    and stops its unit. A stopped (not masked) unit is started first, so that its files are read.
-  - O(state=import) restores every key (C(RESTORE ... REPLACE ABSTTL)) into the instance O(databases) maps its
+    and stops its unit. A stopped (not masked) unit is started first, so that its files are read."
+  - "O(state=import) restores every key (C(RESTORE ... REPLACE ABSTTL)) into the instance O(databases) maps its
     database to, in the same database number, and checks each key is there. Then it comments out the C(session.*)
     lines of the PHP-FPM pools (a copy of each file in the folder), disables and masks the old unit and moves its
-    data files (C(dump.rdb), C(appendonlydir)) into the folder.
-  - O(state=rollback) undoes what an export and an import did: the new instances (O(new_units)) stopped and
-    disabled, the pools' files, the mask and the data files put back, the old unit started, every key restored in it.
+    data files (C(dump.rdb), C(appendonlydir)) into the folder."
+  - "O(state=rollback) undoes what an export and an import did: the new instances (O(new_units)) stopped and
+    disabled, the pools' files, the mask and the data files put back, the old unit started, every key restored in it."
+  - Every step reports a change; the role runs this module only on an adoption, never on a rerun.
 options:
-  state: {description: Which step., type: str, choices: [export, import, rollback], required: true}
-  engine: {description: The engine (redis or valkey)., type: str, required: true}
-  aside_root: {description: Where O(state=export) makes the folder., type: path, default: /var/backups/redis-vps-adopt}
-  folder: {description: The folder O(state=export) returned (import and rollback)., type: path}
-  databases: {description: "Old database number -> instance name (import).", type: dict, default: {}}
-  targets: {description: "Instance name -> its unix socket (import).", type: dict, default: {}}
-  user: {description: ACL user of the new instances., type: str, default: admin}
-  password: {description: Its password., type: str, no_log: true}
-  new_units: {description: The new instances' units (rollback stops and disables them)., type: list, elements: str, default: []}
-  pause_ms: {description: How long writes stay paused at most while the keys are dumped., type: int, default: 120000}
-author: redis-vps developers
+  state:
+    description: Which step.
+    type: str
+    choices: [export, import, rollback]
+    required: true
+  engine:
+    description: The engine whose package's instance is adopted (C(redis) or C(valkey)); it names its files and unit.
+    type: str
+    required: true
+  aside_root:
+    description: Where O(state=export) makes the folder.
+    type: path
+    default: /var/backups/redis-vps-adopt
+  folder:
+    description: The folder O(state=export) returned (RV(folder)); required for O(state=import) and O(state=rollback).
+    type: path
+  databases:
+    description: "Old database number -> name of the instance it moves to (O(state=import))."
+    type: dict
+    default: {}
+  targets:
+    description: "Instance name -> its unix socket (O(state=import))."
+    type: dict
+    default: {}
+  user:
+    description: ACL user of the new instances.
+    type: str
+    default: admin
+  password:
+    description: Password of O(user); required for O(state=import).
+    type: str
+  new_units:
+    description: The new instances' units (O(state=rollback) stops and disables them).
+    type: list
+    elements: str
+    default: []
+  pause_ms:
+    description: How long writes stay paused at most while the keys are dumped, in milliseconds.
+    type: int
+    default: 120000
+attributes:
+  check_mode:
+    description: Not supported; every step changes the host.
+    support: none
+  diff_mode:
+    description: No diff is returned.
+    support: none
+author: redis-vps developers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Pause writes on the package's instance, dump every key aside, stop it
+  redis_vps.server.redis_adopt:
+    state: export
+    engine: redis
+    databases: {"0": cache, "3": cache, "1": queue, "2": queue}
+  register: export
+
+- name: Restore every key into its instance and count; then the pools, the old unit, its files
+  redis_vps.server.redis_adopt:
+    state: import
+    engine: redis
+    folder: "{{ export.folder }}"
+    databases: {"0": cache, "3": cache, "1": queue, "2": queue}
+    targets:
+      cache: /run/redis-cache/redis-server.sock
+      queue: /run/redis-queue/redis-server.sock
+    user: admin
+    password: "{{ redis_credentials.admin }}"
+
+- name: Give the old instance back, with every key (in a rescue)
+  redis_vps.server.redis_adopt:
+    state: rollback
+    engine: redis
+    folder: "{{ export.folder }}"
+    new_units: [redis-server@cache.service, redis-server@queue.service]
 """
 
 RETURN = r"""
-folder: {description: The root-only folder holding the dump, the old config, the pools' copies and the old data files., type: str, returned: always}
+folder:
+  description: The root-only folder holding the dump, the old config, the pools' copies and the old data files.
+  type: str
+  returned: always
+  sample: /var/backups/redis-vps-adopt/redis-20261201T101500Z
 databases:
-  description: "Old database number -> {found, moved, expired (expired on their own meanwhile), instance}."
+  description: "Old database number -> what became of its keys: C(found), C(moved), C(expired) (on their own
+    meanwhile) and the C(instance) they went to."
   type: dict
   returned: always
-pools: {description: The pool files whose session lines were commented out., type: list, returned: import}
-moved_files: {description: "The old data files, now in the folder: original path -> new path.", type: dict, returned: import}
+  sample: {"0": {"found": 120, "moved": 120, "expired": 0, "instance": cache}}
+pools:
+  description: The pool files whose session lines were commented out.
+  type: list
+  elements: str
+  returned: when O(state=import)
+  sample: [/etc/php/8.4/fpm/pool.d/www.conf]
+moved_files:
+  description: "The old data files, now in the folder: original path -> new path."
+  type: dict
+  returned: when O(state=import)
+  sample: {"/var/lib/redis/dump.rdb": "/var/backups/redis-vps-adopt/redis-20261201T101500Z/dump.rdb"}
 """
 
 import base64
@@ -120,7 +201,7 @@ def wait_connect(conf, timeout):
 
 
 def systemctl(module, *args):
-    rc, _, err = module.run_command(["systemctl"] + list(args))
+    rc, _out, err = module.run_command(["systemctl"] + list(args))
     if rc != 0:
         module.fail_json(msg="systemctl %s: %s" % (" ".join(args), err.strip()))
 
@@ -270,7 +351,7 @@ def import_(module, engine, conf, paths):
             save_state(folder, state)
             shutil.move(source, target)
             moved[source] = target
-    report = {"folder": folder, "databases": results, "pools": [p for p, _ in state["pools"]], "moved_files": moved}
+    report = {"folder": folder, "databases": results, "pools": [p for p, _lines in state["pools"]], "moved_files": moved}
     write_private(os.path.join(folder, "report.json"), json.dumps(report, indent=1, sort_keys=True))
     return report
 

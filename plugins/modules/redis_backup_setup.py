@@ -15,23 +15,103 @@ description:
     it is not so already; a timer whose unit files changed is restarted so that a new schedule applies.
 options:
   dirs:
-    description: Folders (path, owner, group, mode).
+    description: Folders to create, with their owner and mode.
     type: list
     elements: dict
     default: []
+    suboptions:
+      path:
+        description: The folder.
+        type: path
+        required: true
+      owner:
+        description: Its owner.
+        type: str
+        default: root
+      group:
+        description: Its group.
+        type: str
+        default: root
+      mode:
+        description: Its mode, octal.
+        type: str
+        default: "0755"
   files:
-    description: Files (path, content, owner, group, mode).
+    description: Files to write, with their owner and mode.
     type: list
     elements: dict
     default: []
-  timers: {description: Timer units., type: list, elements: str, default: []}
-  enabled: {description: Whether the timers run., type: bool, default: true}
-author: redis-vps developers
+    suboptions:
+      path:
+        description: The file.
+        type: path
+        required: true
+      content:
+        description: Its content (never shown).
+        type: str
+        required: true
+      owner:
+        description: Its owner.
+        type: str
+        default: root
+      group:
+        description: Its group.
+        type: str
+        default: root
+      mode:
+        description: Its mode, octal.
+        type: str
+        default: "0644"
+  timers:
+    description: Timer units.
+    type: list
+    elements: str
+    default: []
+  enabled:
+    description: Whether the timers run.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Reports what it would write and start, changing nothing.
+    support: full
+  diff_mode:
+    description: No diff is returned (the contents may be secrets).
+    support: none
+author: redis-vps developers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Put the backup program, units, settings and secrets in place, and start the timers
+  redis_vps.server.redis_backup_setup:
+    dirs:
+      - {path: /etc/redis-vps-backup, mode: "0755"}
+      - {path: /var/backups/redis/queue, owner: redis, group: redis, mode: "0700"}
+    files:
+      - path: /usr/local/sbin/redis-vps-backup
+        content: "{{ lookup('ansible.builtin.file', 'redis_vps_backup.py') }}\n"
+        mode: "0755"
+      - path: /etc/systemd/system/redis-vps-backup@.timer
+        content: "{{ lookup('ansible.builtin.template', 'redis-vps-backup@.timer.j2') }}"
+      - path: /etc/redis-vps-backup/backup-password
+        content: "{{ redis_credentials.backup }}\n"
+        mode: "0600"
+    timers: [redis-vps-backup@queue.timer]
+    enabled: true
 """
 
 RETURN = r"""
-written: {description: Files written., type: list, returned: always}
-timers: {description: "Timer -> {active, enabled} as found.", type: dict, returned: always}
+written:
+  description: Files written.
+  type: list
+  elements: str
+  returned: always
+  sample: [/etc/systemd/system/redis-vps-backup@.timer]
+timers:
+  description: "Timer -> C({active, enabled}) as found."
+  type: dict
+  returned: always
+  sample: {"redis-vps-backup@queue.timer": {active: true, enabled: true}}
 """
 
 import grp

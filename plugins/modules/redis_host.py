@@ -11,30 +11,51 @@ description:
   - Reads C(/proc/meminfo), C(/etc/os-release), and for every engine of O(engines) whether an instance of
     O(instances) already has a config file (C(/etc/ENGINE/ENGINE-NAME.conf)) or a data folder
     (C(/var/lib/ENGINE/NAME)) on the host. Changes nothing.
+  - In the same run, as the options ask, the names in the host's credential store, the backup role's password files,
+    the package's own instance and the PHP-FPM pools that set sessions, the queue's data, and, with O(recover), the
+    passwords themselves. The validation play reads the host with this one module run.
 options:
-  instances: {description: Instance names., type: list, elements: str, required: true}
-  engines: {description: Engine names; each one's files are looked for under its own name., type: list, elements: str, required: true}
-  packages: {description: Packages to tell whether dpkg has them installed., type: list, elements: str, default: []}
+  instances:
+    description: Instance names.
+    type: list
+    elements: str
+    required: true
+  engines:
+    description: Engine names; each one's files are looked for under its own name.
+    type: list
+    elements: str
+    required: true
+  packages:
+    description: Packages to tell whether dpkg has them installed (RV(installed)).
+    type: list
+    elements: str
+    default: []
   credentials_dir:
     description: The host's credential store (one root-only file per password); only the names of its files are returned.
     type: path
     default: /etc/redis-vps/credentials
-  backup_dir: {description: The backup role's folder (its password files tell a backup repository is there)., type: path, default: /etc/redis-vps-backup}
+  backup_dir:
+    description: The backup role's folder (its password files tell a backup repository is there).
+    type: path
+    default: /etc/redis-vps-backup
   compare:
-    description: "Password name -> SHA-256 (hex) of the value the controller intends; RV(credentials_differ) names those the store holds otherwise."
+    description: "Password name -> SHA-256 (hex) of the value the controller intends; RV(credentials_differ) names those the
+      store holds otherwise."
     type: dict
     default: {}
   hash_names:
-    description: Names whose stored password's SHA-256 to return in RV(current_hashes) (playbooks/rotate.yml keeps it as the old one).
+    description: Names whose stored password's SHA-256 to return in RV(current_hashes) (playbooks/rotate.yml keeps it as
+      the old one).
     type: list
     elements: str
     default: []
   recover:
     description:
-      - "Read the passwords back (playbooks/recover-credentials.yml): a list of {name, sources, socket, user}. Each source is
-        {path (a glob), pattern (a regular expression whose first group is the password), decode (none, url, env, shell)}; the
-        store's file comes first. A value found is checked with AUTH as O(recover[].user) on O(recover[].socket) when given."
-      - The values come back in RV(recovered): the task must be no_log.
+      - "Read the passwords back (playbooks/recover-credentials.yml): a list of C({name, sources, socket, user}). Each
+        source is C({path, pattern, decode}): C(path) a glob, C(pattern) a regular expression whose first group is the
+        password (without one, the whole file, its final newlines stripped), C(decode) one of C(none), C(url), C(env), C(shell). The store's
+        file comes first. A value found is checked with C(AUTH) as C(user) on C(socket) when they are given."
+      - The values come back in RV(recovered), so the task must be C(no_log).
     type: list
     elements: dict
     default: []
@@ -45,24 +66,105 @@ options:
     type: str
     default: ""
   queue:
-    description: The queue instance's config file and data folder (C(conf), C(dir)); RV(queue_data).
+    description: The queue instance's config file and data folder, as C({conf, dir}); RV(queue_data).
     type: dict
-author: redis-vps developers
+attributes:
+  check_mode:
+    description: Read-only; runs the same in check mode.
+    support: full
+  diff_mode:
+    description: No diff is returned.
+    support: none
+author: redis-vps developers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Read the host's RAM, release and Redis instances
+  redis_vps.server.redis_host:
+    instances: [cache, queue]
+    engines: [redis, valkey]
+    packages: [redis-sentinel]
+    adopt_engine: redis
+  register: host
+  check_mode: false
+
+- name: Read the passwords the host holds (the values come back, hence no_log)
+  redis_vps.server.redis_host:
+    instances: [cache, queue]
+    engines: [redis]
+    recover:
+      - name: queue
+        socket: /run/redis-queue/redis-server.sock
+        sources:
+          - {path: /etc/redis-vps/credentials/queue}
+          - {path: /etc/php/*/fpm/conf.d/90-redis-sessions.ini, pattern: '[?&]auth=([^&"]+)', decode: url}
+  register: found
+  no_log: true
 """
 
 RETURN = r"""
-memtotal_mb: {description: RAM in MB (MemTotal), the figure Ansible's memtotal_mb fact gives., type: int, returned: always}
-os_id: {description: ID from /etc/os-release (debian)., type: str, returned: always}
-os_version: {description: "VERSION_ID from /etc/os-release (12, 13), empty on testing or unstable.", type: str, returned: always}
-os_codename: {description: VERSION_CODENAME from /etc/os-release (bookworm, trixie)., type: str, returned: always}
-present: {description: "Engine -> the config files and data folders of its instances found on the host.", type: dict, returned: always}
-installed: {description: Those of O(packages) that dpkg has installed., type: list, returned: always}
-credentials: {description: "Names of the passwords in the host's store (no value).", type: list, returned: always}
-retiring: {description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring).", type: dict, returned: always}
-credentials_differ: {description: Names of O(compare) whose stored value is not the one intended., type: list, returned: always}
-current_hashes: {description: "O(hash_names) -> SHA-256 of the stored password, for those the store holds.", type: dict, returned: always}
-backup_files: {description: "Which of the backup role's password files are there: backup_password, restic_password.", type: dict, returned: always}
-recovered: {description: "With O(recover): name -> {value, source, verified (true, false, or null: not checkable)}.", type: dict, returned: with O(recover)}
+memtotal_mb:
+  description: RAM in MB (MemTotal), the figure Ansible's memtotal_mb fact gives.
+  type: int
+  returned: always
+  sample: 960
+os_id:
+  description: ID from /etc/os-release.
+  type: str
+  returned: always
+  sample: debian
+os_version:
+  description: VERSION_ID from /etc/os-release (12, 13), empty on testing or unstable.
+  type: str
+  returned: always
+  sample: "13"
+os_codename:
+  description: VERSION_CODENAME from /etc/os-release.
+  type: str
+  returned: always
+  sample: trixie
+present:
+  description: "Engine -> the config files and data folders of its instances found on the host."
+  type: dict
+  returned: always
+  sample: {redis: [/etc/redis/redis-cache.conf, /var/lib/redis/cache], valkey: []}
+installed:
+  description: Those of O(packages) that dpkg has installed.
+  type: list
+  elements: str
+  returned: always
+  sample: [redis-sentinel]
+credentials:
+  description: Names of the passwords in the host's store (no value).
+  type: list
+  elements: str
+  returned: always
+  sample: [admin, backup, cache, monitor, queue]
+retiring:
+  description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring)."
+  type: dict
+  returned: always
+  sample: {}
+credentials_differ:
+  description: Names of O(compare) whose stored value is not the one intended.
+  type: list
+  elements: str
+  returned: always
+  sample: []
+current_hashes:
+  description: "O(hash_names) -> SHA-256 of the stored password, for those the store holds."
+  type: dict
+  returned: always
+  sample: {}
+backup_files:
+  description: "Which of the backup role's password files are there: backup_password, restic_password."
+  type: dict
+  returned: always
+  sample: {backup_password: true, restic_password: false}
+recovered:
+  description: "With O(recover): name -> C({value, source, verified}), verified true, false, or null (not checkable)."
+  type: dict
+  returned: when O(recover) is set
 adopt:
   description:
     - "The package's own instance of O(adopt_engine) and the PHP pools: installed, active, enabled, masked (a masked

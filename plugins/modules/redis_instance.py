@@ -24,56 +24,155 @@ description:
   - When the instance is not running (RV(running) false) nothing else is done; starting it applies the files.
   - Otherwise connects over the unix socket, authenticates as O(user) (with O(previous_password_file)'s password if
     O(password) is refused), reads C(CONFIG GET *).
-  - A users file that differs from the running users in passwords only is applied with C(ACL SETUSER ... resetpass
-    #HASH...), which drops no connection; any other difference with C(ACL LOAD).
+  - "A users file that differs from the running users in passwords only is applied with C(ACL SETUSER ... resetpass
+    #HASH...), which drops no connection; any other difference with C(ACL LOAD)."
   - Settings listed in O(live) that differ are applied with C(CONFIG SET), C(maxmemory-policy) first.
   - Other differing settings are returned in RV(restart_required); this module never restarts anything.
   - If O(user) cannot authenticate (the users file changed and is not loaded yet), RV(restart_required) is C([auth]).
   - If the running server's executable was replaced on disk (a package upgrade that did not restart it),
     RV(restart_required) includes C(upgraded).
 options:
-  socket: {description: Path of the instance's unix socket., type: path, required: true}
+  socket:
+    description: Path of the instance's unix socket.
+    type: path
+    required: true
   service:
     description: The instance's systemd unit; its state (C(systemctl show)) tells RV(running) and RV(enabled).
     type: str
-  user: {description: ACL user to authenticate as., type: str, default: admin}
-  password: {description: Password of O(user)., type: str, required: true, no_log: true}
-  config: {description: "Intended settings, Redis names to values in CONFIG GET form (sizes in bytes).", type: dict, required: true}
-  live: {description: Names of the settings that may be changed at runtime., type: list, elements: str, default: []}
+  user:
+    description: ACL user to authenticate as.
+    type: str
+    default: admin
+  password:
+    description: Password of O(user).
+    type: str
+    required: true
+  config:
+    description: "Intended settings, Redis names to values in C(CONFIG GET) form (sizes in bytes)."
+    type: dict
+    required: true
+  live:
+    description: Names of the settings that may be changed at runtime.
+    type: list
+    elements: str
+    default: []
   data_dir:
     description: "The instance's data folder: created, and its owner and mode corrected, before the files are written."
     type: dict
     suboptions:
-      path: {description: Folder., type: path, required: true}
-      owner: {description: Owner., type: str, default: redis}
-      group: {description: Group., type: str, default: redis}
-      mode: {description: Mode., type: str, default: "0700"}
+      path:
+        description: Folder.
+        type: path
+        required: true
+      owner:
+        description: Owner.
+        type: str
+        default: redis
+      group:
+        description: Group.
+        type: str
+        default: redis
+      mode:
+        description: Mode, octal.
+        type: str
+        default: "0700"
   conf:
-    description:
-      - "Config file: path and content (shown in diffs)."
-      - "With server_owned (directive names), the file's lines for them are the server's (CONFIG REWRITE by Sentinel:
-        replicaof) and are kept; a new file gets initial (directive -> value) instead; server_added lists directives
-        CONFIG REWRITE may add; the file is then compared by directive, not byte."
+    description: The config file (shown in diffs).
     type: dict
-  users: {description: "Users file (the instance's aclfile): path and content (never shown). A change is loaded with ACL LOAD.", type: dict}
-  owner: {description: Owner of the files., type: str, default: redis}
-  group: {description: Group of the files., type: str, default: root}
-  mode: {description: Mode of the files., type: str, default: "0640"}
+    suboptions:
+      path:
+        description: The file.
+        type: path
+        required: true
+      content:
+        description: Its intended content.
+        type: str
+        required: true
+      server_owned:
+        description:
+          - Directives whose lines in the file are the server's (C(CONFIG REWRITE) by Sentinel, C(replicaof)) and are
+            kept; the file is then compared by directive, not byte.
+        type: list
+        elements: str
+        default: []
+      server_added:
+        description: Directives C(CONFIG REWRITE) may add, ignored in the comparison.
+        type: list
+        elements: str
+        default: []
+      initial:
+        description: "Directive -> value for a new file, in place of the O(conf.server_owned) lines it cannot keep yet."
+        type: dict
+        default: {}
+  users:
+    description: The users file (the instance's aclfile). A change is loaded with C(ACL LOAD) or C(ACL SETUSER).
+    type: dict
+    suboptions:
+      path:
+        description: The file.
+        type: path
+        required: true
+      content:
+        description: Its content (never shown).
+        type: str
+        required: true
+  owner:
+    description: Owner of the config and users files.
+    type: str
+    default: redis
+  group:
+    description: Group of the config and users files.
+    type: str
+    default: root
+  mode:
+    description: Mode of the config and users files.
+    type: str
+    default: "0640"
   app_password:
     description:
       - Not used any more (kept so that older playbooks still run); the running users' passwords are compared with
         the users file's by C(ACL GETUSER), and those that differ are set live with C(ACL SETUSER).
     type: str
-  timeout: {description: Seconds to wait for a socket that is there to accept connections., type: int, default: 10}
+  timeout:
+    description: Seconds to wait for a socket that is there to accept connections.
+    type: int
+    default: 10
   files:
     description:
-      - Other files of the instance (path, content, owner, group, mode), written when they differ; never shown.
-      - "With C(validate: nft) (an nftables fragment, included by /etc/nftables.conf's table inet filter) the new
-        content is first checked with C(nft -c) after a stub of that table; when it fails, nothing at all is written
-        and the module fails naming the file. Skipped where nft is not installed (no firewall loads the fragments)."
-      - With dir_mode, their folder gets that mode (the host's credential store, /etc/redis-vps/credentials, is 0700).
+      - Other files of the instance, written when they differ; their contents are never shown.
     type: list
     elements: dict
+    suboptions:
+      path:
+        description: The file.
+        type: path
+        required: true
+      content:
+        description: Its content (never shown).
+        type: str
+        required: true
+      owner:
+        description: Owner.
+        type: str
+        default: root
+      group:
+        description: Group.
+        type: str
+        default: root
+      mode:
+        description: Mode, octal.
+        type: str
+        default: "0644"
+      validate:
+        description:
+          - "C(nft): an nftables fragment, included by /etc/nftables.conf's table inet filter. The new content is first
+            checked with C(nft -c) after a stub of that table; when it fails, nothing at all is written and the module
+            fails naming the file. Skipped where nft is not installed (no firewall loads the fragments)."
+        type: str
+        choices: [nft]
+      dir_mode:
+        description: The mode of the file's folder (the host's credential store, /etc/redis-vps/credentials, is 0700).
+        type: str
   absent:
     description: Files to remove when they are there (a finished rotation's NAME.retiring), reported in RV(written).
     type: list
@@ -83,15 +182,17 @@ options:
     description:
       - A root-only file with O(user)'s password as the host knew it before this run (the credential store's copy),
         read before O(files) are written. When O(password) is refused, this one is tried, so that a new password
-        given in the inventory applies live (ACL SETUSER) instead of needing a restart.
+        given in the inventory applies live (C(ACL SETUSER)) instead of needing a restart.
     type: path
   services:
     description: Other units of the instance whose state to report in RV(units) (with O(service)).
     type: list
     elements: str
+    default: []
   secret_config:
     description: Settings whose values are secrets (masterauth), compared like O(config) but never returned nor shown in a diff.
     type: dict
+    default: {}
   report:
     description: Also read the health report's figures (RV(info), RV(memory_doctor), RV(slowlog_len)).
     type: bool
@@ -99,26 +200,124 @@ options:
   backup_status:
     description: Path of the instance's backup status file (roles/redis_backup), returned as RV(backup) when it is there.
     type: path
-author: redis-vps developers
+attributes:
+  check_mode:
+    description: Writes nothing and changes nothing live; reports what it would do (the health report runs it so).
+    support: full
+  diff_mode:
+    description: The config file's change is shown; the users file's and O(files)' never are.
+    support: partial
+author: redis-vps developers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Write the data folder, config and users files, apply what can change live
+  redis_vps.server.redis_instance:
+    socket: /run/redis-cache/redis-server.sock
+    service: redis-server@cache.service
+    data_dir: {path: /var/lib/redis/cache, owner: redis, group: redis}
+    owner: redis
+    user: admin
+    password: "{{ redis_credentials.admin }}"
+    config: {maxmemory: "268435456", maxmemory-policy: allkeys-lru, save: ""}
+    live: [maxmemory, maxmemory-policy, save]
+    conf:
+      path: /etc/redis/redis-cache.conf
+      content: "{{ lookup('ansible.builtin.template', 'redis.conf.j2') }}"
+    users:
+      path: /etc/redis/redis-cache.acl
+      content: "{{ lookup('ansible.builtin.template', 'redis-users.acl.j2') }}"
+    previous_password_file: /etc/redis-vps/credentials/admin
+  register: cache
+
+- name: Read an instance's figures for the health report, changing nothing
+  redis_vps.server.redis_instance:
+    socket: /run/redis-queue/redis-server.sock
+    service: redis-server@queue.service
+    password: "{{ redis_credentials.admin }}"
+    config: {maxmemory-policy: noeviction}
+    timeout: 2
+    report: true
+  check_mode: true
+  changed_when: false
 """
 
 RETURN = r"""
-written: {description: Files whose content was written (or removed, O(absent))., type: list, returned: always}
-acl: {description: "How the users were applied: none, setuser (passwords only, no connection dropped: user -> count), load (ACL LOAD).", type: str, returned: always}
-backups: {description: "Previous version of each written file: path -> backup path.", type: dict, returned: always}
-removed: {description: "Backup copies an earlier, interrupted run had left beside the config and users files, removed.", type: list, returned: when there were any}
-applied: {description: "Settings changed live: name -> {before, after}.", type: dict, returned: always}
-restart_required: {description: Differing settings that only a restart applies., type: list, returned: always}
-running: {description: "Whether the instance was running: O(service) active, or without it, its socket there.", type: bool, returned: always}
-enabled: {description: Whether O(service) starts at boot (false without O(service))., type: bool, returned: always}
-units: {description: "O(service) and O(services): unit -> {active, enabled}.", type: dict, returned: always}
-run_id: {description: The server's run_id (changes on every restart)., type: str, returned: when running}
-running_config: {description: Running value of every intended setting., type: dict, returned: when running}
-server: {description: "The running server's engine (redis, valkey) and version.", type: dict, returned: when running}
-info: {description: "INFO of the sections the health report reads, as a dict.", type: dict, returned: when running and O(report)}
-memory_doctor: {description: MEMORY DOCTOR's answer., type: str, returned: when running and O(report)}
-slowlog_len: {description: SLOWLOG LEN., type: int, returned: when running and O(report)}
-backup: {description: "The backup status file's content (null when there is none yet).", type: dict, returned: with O(backup_status)}
+written:
+  description: Files whose content was written (or removed, O(absent)).
+  type: list
+  elements: str
+  returned: always
+  sample: [/etc/redis/redis-cache.conf]
+acl:
+  description: "How the users were applied: C(none), C(setuser) (passwords only, no connection dropped), C(load) (ACL LOAD)."
+  type: str
+  returned: always
+  sample: none
+backups:
+  description: "Previous version of each written file: path -> backup path."
+  type: dict
+  returned: always
+  sample: {}
+removed:
+  description: Backup copies an earlier, interrupted run had left beside the config and users files, removed.
+  type: list
+  elements: str
+  returned: when there were any
+applied:
+  description: "Settings changed live: name -> C({before, after})."
+  type: dict
+  returned: always
+  sample: {maxmemory-policy: {before: allkeys-lru, after: allkeys-lfu}}
+restart_required:
+  description: Differing settings that only a restart applies (C(auth), C(upgraded) as described above).
+  type: list
+  elements: str
+  returned: always
+  sample: []
+running:
+  description: "Whether the instance was running: O(service) active, or without it, its socket there."
+  type: bool
+  returned: always
+enabled:
+  description: Whether O(service) starts at boot (false without O(service)).
+  type: bool
+  returned: always
+units:
+  description: "O(service) and O(services): unit -> C({active, enabled})."
+  type: dict
+  returned: always
+  sample: {"redis-server@cache.service": {active: true, enabled: true}}
+run_id:
+  description: The server's run_id (changes on every restart).
+  type: str
+  returned: when running
+running_config:
+  description: Running value of every intended setting.
+  type: dict
+  returned: when running
+  sample: {maxmemory: "268435456", maxmemory-policy: allkeys-lru}
+server:
+  description: "The running server's engine (redis, valkey) and version."
+  type: dict
+  returned: when running
+  sample: {engine: redis, version: 8.0.2}
+info:
+  description: INFO of the sections the health report reads, as a dict.
+  type: dict
+  returned: when running and O(report)
+memory_doctor:
+  description: MEMORY DOCTOR's answer.
+  type: str
+  returned: when running and O(report)
+slowlog_len:
+  description: SLOWLOG LEN.
+  type: int
+  returned: when running and O(report)
+backup:
+  description: The backup status file's content (null when there is none yet).
+  type: dict
+  returned: with O(backup_status)
 """
 
 import grp
@@ -355,7 +554,7 @@ def intended_conf(spec, before):
     kept = server_owned_lines(before, owned) if before is not None else \
         ["%s %s" % (name, value) for name, value in (spec.get("initial") or {}).items() if value]
     content = spec["content"].rstrip("\n") + "\n" + ("\n# Kept from the server (Sentinel's view)\n" + "\n".join(kept) + "\n"
-                                                   if kept else "")
+                                                     if kept else "")
     if before is None:
         return content, False
     have, want = directives(before), directives(content)
@@ -531,7 +730,7 @@ def main():
                                                 server_added=dict(type="list", elements="str", default=[]),
                                                 initial=dict(type="dict", default={}))),
             users=dict(type="dict", options=dict(path=dict(type="path", required=True),
-                                                     content=dict(type="str", required=True, no_log=True))),
+                                                 content=dict(type="str", required=True, no_log=True))),
             owner=dict(type="str", default="redis"),
             group=dict(type="str", default="root"),
             mode=dict(type="str", default="0640"),
@@ -669,8 +868,8 @@ def main():
         if changes:
             diffs.append(dict(
                 before_header="running server", after_header="running server",
-                before="".join("%s %s\n" % (n, b) for n, b, _ in changes),
-                after="".join("%s %s\n" % (n, a) for n, _, a in changes),
+                before="".join("%s %s\n" % (n, b) for n, b, _after in changes),
+                after="".join("%s %s\n" % (n, a) for n, _before, a in changes),
             ))
         if diffs:
             result["diff"] = diffs

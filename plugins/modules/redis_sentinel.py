@@ -21,15 +21,52 @@ description:
 options:
   name: {description: The monitored master's name., type: str, required: true}
   socket: {description: The Sentinel's unix socket., type: path, required: true}
-  password: {description: The Sentinel's own password (its requirepass)., type: str, required: true, no_log: true}
+  password: {description: The Sentinel's own password (its requirepass)., type: str, required: true}
   service: {description: The Sentinel's systemd unit., type: str, required: true}
   conf:
-    description: "path, content (written only if the file does not monitor O(name)), owner, group, mode."
+    description: The Sentinel's config file, written only if it does not monitor O(name) yet.
     type: dict
+    suboptions:
+      path: {description: The file., type: path, required: true}
+      content: {description: Its content (never shown; it holds passwords)., type: str, required: true}
+      owner: {description: Its owner., type: str, default: root}
+      group: {description: Its group., type: str, default: root}
+      mode: {description: Its mode (octal)., type: str, default: "0640"}
   settings: {description: "SENTINEL SET options and their values (down-after-milliseconds, ...).", type: dict, default: {}}
   query: {description: Read only., type: bool, default: false}
   timeout: {description: Seconds for the connection., type: int, default: 5}
-author: redis-vps developers
+author: redis-vps developers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Write the Sentinel's config once, change its settings live
+  redis_vps.server.redis_sentinel:
+    name: queue
+    socket: /run/sentinel/sentinel.sock
+    password: "{{ redis_credentials.sentinel }}"
+    service: redis-sentinel.service
+    conf:
+      path: /etc/redis/sentinel.conf
+      content: "{{ lookup('ansible.builtin.template', 'sentinel.conf.j2') }}"
+      owner: redis
+      group: redis
+      mode: "0640"
+    settings:
+      down-after-milliseconds: 5000
+      failover-timeout: 60000
+      parallel-syncs: 1
+      quorum: 2
+  register: sentinel
+
+- name: Ask this host's Sentinel which host is the primary
+  redis_vps.server.redis_sentinel:
+    name: queue
+    socket: /run/sentinel/sentinel.sock
+    password: "{{ redis_credentials.sentinel }}"
+    service: redis-sentinel.service
+    query: true
+  check_mode: false
+  register: seen
 """
 
 RETURN = r"""
