@@ -17,8 +17,10 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "roles" / "redis" / "filter_plugins"))
-import redis_plan  # noqa: E402  (the role's own size, plan and layout rules)
+# The collection's own size, plan and layout rules, imported as Ansible names them
+# (collections/ links this repository in as ansible_collections.redis_vps.server).
+sys.path.insert(0, str(REPO / "collections"))
+from ansible_collections.redis_vps.server.plugins.filter import redis_plan  # noqa: E402
 
 INSTANCES = ("cache", "queue")
 DESTRUCTIVE = os.environ.get("REDIS_VPS_DESTRUCTIVE") == "1"

@@ -127,7 +127,7 @@ def test_a_restore_without_room_for_its_staging_file_is_refused(setup, monkeypat
 
 
 def test_the_health_report_says_when_backups_are_refused_for_lack_of_room():
-    import redis_health
+    from ansible_collections.redis_vps.server.plugins.filter import redis_health
     record = {"name": "queue", "config": {"appendonly": "yes"}, "backup": {"dir": "/var/backups/redis/queue"}}
     info = {"role": "master", "used_memory": "1", "maxmemory": "100", "aof_enabled": "1",
             "aof_last_write_status": "ok", "aof_last_bgrewrite_status": "ok", "rdb_last_bgsave_status": "ok"}

@@ -1,8 +1,9 @@
 """The memory plan under faults (issue 20): an HA primary's replication buffers sized from the
 queue and counted; the health report's word on a binary that a package upgrade replaced."""
 import pytest
-import redis_health
-from redis_plan import redis_bytes, redis_memory_budget, redis_memory_plan, redis_replication_plan
+from ansible_collections.redis_vps.server.plugins.filter import redis_health
+from ansible_collections.redis_vps.server.plugins.filter.redis_plan import (redis_bytes, redis_memory_budget, redis_memory_plan,
+                                                                   redis_replication_plan)
 
 MB = 1024 * 1024
 

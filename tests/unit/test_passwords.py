@@ -4,8 +4,8 @@ import hashlib
 import os
 import pwd
 
-import redis_host
-import redis_instance as mod
+from ansible_collections.redis_vps.server.plugins.modules import redis_host
+from ansible_collections.redis_vps.server.plugins.modules import redis_instance as mod
 
 H = {name: hashlib.sha256(name.encode()).hexdigest() for name in ("old", "new", "adm", "mon")}
 BEFORE = ("user default on #%s ~* &* +@all -@dangerous +info\n"

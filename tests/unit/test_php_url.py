@@ -1,7 +1,7 @@
 import string
 from urllib.parse import unquote_plus
 
-from php_url import php_url_component
+from ansible_collections.redis_vps.server.plugins.filter.php_url import php_url_component
 
 PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
 

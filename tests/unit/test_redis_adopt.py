@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-import redis_adopt
-import redis_adopt_report
-import redis_handmade as mod
-import redis_resp
+from ansible_collections.redis_vps.server.plugins.modules import redis_adopt
+from ansible_collections.redis_vps.server.plugins.filter import redis_adopt_report
+from ansible_collections.redis_vps.server.plugins.module_utils import redis_handmade as mod
+from ansible_collections.redis_vps.server.plugins.module_utils import redis_resp
 
 # An empty dataset as Redis 7 writes it: header, AUX fields, EOF, checksum.
 EMPTY_RDB = (b"REDIS0011" + b"\xfa\x09redis-ver\x067.0.15" + b"\xfa\x0aredis-bits\xc0\x40"

@@ -5,7 +5,7 @@ import os
 import pwd
 import stat
 
-import redis_backup_setup as mod
+from ansible_collections.redis_vps.server.plugins.modules import redis_backup_setup as mod
 
 
 class FakeModule:

@@ -1,5 +1,6 @@
 import pytest
-from redis_health import doctor_verdict, human, redis_health, redis_health_lines
+from ansible_collections.redis_vps.server.plugins.filter.redis_health import (doctor_verdict, human, redis_health,
+                                                                     redis_health_lines)
 
 NOW = 1_800_000_000
 CACHE = {"name": "cache", "config": {"appendonly": "no", "save": "", "unixsocket": "/run/redis-cache/redis-server.sock"}}

@@ -1,4 +1,4 @@
-import redis_host as mod
+from ansible_collections.redis_vps.server.plugins.modules import redis_host as mod
 
 MEMINFO = "MemTotal:         983744 kB\nMemFree:          100000 kB\n"
 TRIXIE = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n'

@@ -3,8 +3,8 @@ import socket
 import threading
 
 import pytest
-import redis_instance as mod
-import redis_resp
+from ansible_collections.redis_vps.server.plugins.modules import redis_instance as mod
+from ansible_collections.redis_vps.server.plugins.module_utils import redis_resp
 
 
 def test_policy_changes_before_size():

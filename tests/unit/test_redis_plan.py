@@ -1,7 +1,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
-from redis_plan import (redis_bytes, redis_engine_layout, redis_instance_records, redis_memory_budget,
-                        redis_memory_plan)
+from ansible_collections.redis_vps.server.plugins.filter.redis_plan import (
+    redis_bytes, redis_engine_layout, redis_instance_records, redis_memory_budget, redis_memory_plan)
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -212,7 +212,7 @@ class Redis:
             return None if size < 0 else self.reader.read(size + 2)[:-2].decode(errors="replace")
         if kind == b"*":
             size = int(rest)
-            return None if size < 0 else [self._reply() for _ in range(size)]
+            return None if size < 0 else [self._reply() for _index in range(size)]
         raise RedisError("unexpected reply %r" % line)
 
     def info(self, section):
@@ -324,7 +324,7 @@ def local_snapshots(config):
 def check_rdb(config, path, fds=()):
     """The engine's own redis-check-rdb (valkey-check-rdb) on a file: format, every object,
     the CRC64 at the end. Returns its figures; raises Refused with its words."""
-    done = subprocess.run([config["check_rdb"], path], capture_output=True, pass_fds=fds, timeout=3600)
+    done = subprocess.run([config["check_rdb"], path], capture_output=True, pass_fds=fds, timeout=3600, check=False)
     output = (done.stdout + done.stderr).decode(errors="replace")     # a damaged file's bytes may show
     if done.returncode != 0 or "RDB looks OK" not in output:
         last = [line for line in output.splitlines() if line.strip()][-3:]
@@ -334,7 +334,8 @@ def check_rdb(config, path, fds=()):
 
 def engine_limit(config):
     """(engine, version, newest RDB version it reads) of the installed server."""
-    done = subprocess.run([config["server_bin"], "--version"], capture_output=True, text=True, errors="replace")
+    done = subprocess.run([config["server_bin"], "--version"], capture_output=True, text=True, errors="replace",
+                          check=False)
     engine, version = server_version(done.stdout)
     return engine, version, max_rdb_version(engine or config["engine"], version or "")
 
@@ -372,7 +373,7 @@ def restic(config, *args, stdin=None, stdout=None, check=True):
         cmd += ["-o", "sftp.command=" + sftp_command(offsite["repository"], secret("ssh-key"), secret("known_hosts"))]
     cmd += list(args)
     done = subprocess.run(cmd, env=restic_env(config), stdin=stdin, stdout=stdout or subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=offsite.get("timeout", 3600))
+                          stderr=subprocess.PIPE, timeout=offsite.get("timeout", 3600), check=False)
     if check and done.returncode != 0:
         raise Failed("restic %s: %s" % (args[0], (done.stderr or b"").decode(errors="replace").strip()[-500:]))
     return done
@@ -636,7 +637,7 @@ def backup(config):
                     try:
                         offsite_copy(config, fd, status)
                         log("%s: off-site copy %s in %s" % (config["instance"], status["offsite"]["snapshot"],
-                                                           config["offsite"]["repository"]))
+                                                            config["offsite"]["repository"]))
                     except (Failed, Refused, OSError, subprocess.SubprocessError) as exc:
                         status["offsite"].update(last_error=str(exc), last_failure=int(time.time()))
                         raise Failed("off-site copy: %s" % exc)
@@ -771,7 +772,7 @@ def stage(config, snapshot, offsite):
 
 
 def systemctl(*args):
-    done = subprocess.run(["systemctl"] + list(args), capture_output=True, text=True, errors="replace")
+    done = subprocess.run(["systemctl"] + list(args), capture_output=True, text=True, errors="replace", check=False)
     if done.returncode != 0:
         raise Failed("systemctl %s: %s" % (" ".join(args), done.stderr.strip()))
 
@@ -890,12 +891,12 @@ def restore(config, snapshot, offsite, check_only, password):
                 remove_drop_in(config)
             except BaseException as exc:
                 log("%s: the restore failed (%s); putting the previous data back" % (config["instance"], exc))
-                subprocess.run(["systemctl", "stop", config["service"]], capture_output=True)
+                subprocess.run(["systemctl", "stop", config["service"]], capture_output=True, check=False)
                 remove_drop_in(config)
                 if os.path.exists(data):
                     os.rename(data, "%s.failed-restore-%s" % (data, stamp))
                 os.rename(aside, data)
-                subprocess.run(["systemctl", "start", config["service"]], capture_output=True)
+                subprocess.run(["systemctl", "start", config["service"]], capture_output=True, check=False)
                 raise
             result.update(kept_aside=aside, seconds=round(time.monotonic() - started, 1))
             return result
@@ -916,7 +917,7 @@ def load_config(instance):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="redis-vps-backup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="redis-vps-backup", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backup").add_argument("instance")
     sub.add_parser("list").add_argument("instance")
