@@ -58,7 +58,7 @@ os_codename: {description: VERSION_CODENAME from /etc/os-release (bookworm, trix
 present: {description: "Engine -> the config files and data folders of its instances found on the host.", type: dict, returned: always}
 installed: {description: Those of O(packages) that dpkg has installed., type: list, returned: always}
 credentials: {description: "Names of the passwords in the host's store (no value).", type: list, returned: always}
-retiring: {description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring).", type: dict, returned: always}
+retiring: {description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring; restic: the old key's ID).", type: dict, returned: always}
 credentials_differ: {description: Names of O(compare) whose stored value is not the one intended., type: list, returned: always}
 current_hashes: {description: "O(hash_names) -> SHA-256 of the stored password, for those the store holds.", type: dict, returned: always}
 backup_files: {description: "Which of the backup role's password files are there: backup_password, restic_password.", type: dict, returned: always}
