@@ -141,7 +141,7 @@ credentials:
   returned: always
   sample: [admin, backup, cache, monitor, queue]
 retiring:
-  description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring)."
+  description: "Name -> SHA-256 of the old password of a rotation in progress (the store's NAME.retiring; restic: the old key's ID)."
   type: dict
   returned: always
   sample: {}

@@ -14,6 +14,13 @@ written by the role; secrets are read from systemd's credentials folder
                                         textfile collector, when it is installed (root)
   redis-vps-backup restore INSTANCE [--snapshot NAME] [--offsite] [--check-only]
                                         (root; the admin password on stdin)
+  redis-vps-backup restic-key add INSTANCE
+                                        (root; playbooks/rotate.yml -e redis_rotate=restic, phase 1)
+                                        a key for the new repository password (on stdin) beside the
+                                        one in force, then the host's files switch to the new one
+  redis-vps-backup restic-key retire INSTANCE
+                                        (root; phase 2) the old key removed, once the password in
+                                        force is proven to open the repository with its own key
 
 Exit status: 0 done, 1 failed, 2 refused before anything changed.
 """
@@ -33,9 +40,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 CONFIG_DIR = "/etc/redis-vps-backup"
+# The host's credential store (README, "Passwords"): restic's copy of the password in force and,
+# while a rotation is in progress, restic.retiring with the ID of the old password's key.
+STORE = "/etc/redis-vps/credentials"
 SUFFIX = ".rdb.gz"
 NAME = re.compile(r"^(?P<instance>[a-z0-9_-]+)-(?P<stamp>\d{8}T\d{6}Z)$")
 STAMP = "%Y%m%dT%H%M%SZ"
@@ -353,18 +364,19 @@ def check_version(config, header):
 
 # --- restic ---------------------------------------------------------------------------
 
-def restic_env(config):
+def restic_env(config, password_file=None):
     offsite = config["offsite"]
     env = dict(os.environ)
     env.update(load_env_file(os.path.join(CONFIG_DIR, "restic.env")) if "CREDENTIALS_DIRECTORY" not in os.environ else {})
     env["RESTIC_REPOSITORY"] = offsite["repository"]
-    env["RESTIC_PASSWORD_FILE"] = secret("restic-password")
+    env["RESTIC_PASSWORD_FILE"] = password_file or secret("restic-password")
     env.setdefault("HOME", "/nonexistent")
     return env
 
 
-def restic(config, *args, stdin=None, stdout=None, check=True):
-    """Run restic on the instance's repository; its password and keys never on a command line."""
+def restic(config, *args, stdin=None, stdout=None, check=True, password_file=None):
+    """Run restic on the instance's repository; its password and keys never on a command line
+    (`password_file`: another password's file than the one in force)."""
     offsite = config["offsite"]
     cmd = ["restic", "--quiet"]
     cache = os.environ.get("CACHE_DIRECTORY")
@@ -372,7 +384,7 @@ def restic(config, *args, stdin=None, stdout=None, check=True):
     if offsite["repository"].startswith("sftp:"):
         cmd += ["-o", "sftp.command=" + sftp_command(offsite["repository"], secret("ssh-key"), secret("known_hosts"))]
     cmd += list(args)
-    done = subprocess.run(cmd, env=restic_env(config), stdin=stdin, stdout=stdout or subprocess.PIPE,
+    done = subprocess.run(cmd, env=restic_env(config, password_file), stdin=stdin, stdout=stdout or subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=offsite.get("timeout", 3600), check=False)
     if check and done.returncode != 0:
         raise Failed("restic %s: %s" % (args[0], (done.stderr or b"").decode(errors="replace").strip()[-500:]))
@@ -414,6 +426,137 @@ def offsite_copy(config, rdb_fd, status):
         log("checking the off-site repository (restic check)")
         restic(config, "check")
         status["offsite"]["last_check"] = int(time.time())
+
+
+# --- restic keys: the repository password's rotation (playbooks/rotate.yml) -------------
+# Every key of a restic repository opens the same master key: a key added for the new
+# password reads every snapshot taken before, and removing the old key leaves them all.
+
+WRONG_PASSWORD = re.compile(r"wrong password|no key found")
+NO_REPOSITORY = re.compile(r"does not exist|Is there a repository|unable to open config file")
+
+
+class NoRepository(Failed):
+    """The repository is not made yet (the first backup makes it)."""
+
+
+def current_key(keys):
+    """(ID of the key the password opened, every key's ID) from `restic key list --json`."""
+    current = [k["id"] for k in keys if k.get("current")]
+    if len(current) != 1:
+        raise Failed("restic key list names %d current keys" % len(current))
+    return current[0], [k["id"] for k in keys]
+
+
+def same_key(a, b):
+    """restic names a key by its ID or a prefix of it (key list --json: 8 characters in 0.14)."""
+    return bool(a and b) and (a.startswith(b) or b.startswith(a))
+
+
+def full_key_id(config, short):
+    """The whole ID (64 hex digits) of the key that `short` names."""
+    found = [k for k in restic(config, "list", "keys").stdout.decode().split() if same_key(k, short)]
+    if len(found) != 1:
+        raise Failed("restic list keys: %d keys match %s" % (len(found), short))
+    return found[0]
+
+
+def restic_keys(config, password_file=None):
+    """The repository's keys as the password in `password_file` (default: the one in force)
+    opens it, or None when no key has that password. Any other failure raises."""
+    done = restic(config, "key", "list", "--json", check=False, password_file=password_file)
+    if done.returncode != 0:
+        words = done.stderr.decode(errors="replace")
+        if WRONG_PASSWORD.search(words):
+            return None
+        if NO_REPOSITORY.search(words):
+            raise NoRepository(words.strip()[-500:])
+        raise Failed("restic key list: %s" % words.strip()[-500:])
+    return current_key(json.loads(done.stdout.decode() or "[]"))
+
+
+@contextlib.contextmanager
+def password_file(password):
+    """The password in a root-only file of its own (restic reads a new password from a file
+    only), removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix=".restic-new-", dir=CONFIG_DIR)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(password + "\n")
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def retiring_path():
+    return os.path.join(STORE, "restic.retiring")
+
+
+def key_add(config, new_password):
+    """Phase 1: a key for `new_password` beside the one in force, proven to open the repository,
+    then the host's files switch to it; restic.retiring keeps the old key's ID for phase 2.
+    A rerun after a failure adds no second key."""
+    if not config.get("offsite"):
+        raise Refused("no off-site repository is configured for %s" % config["instance"])
+    if not new_password or new_password != new_password.strip() or "\n" in new_password:
+        raise Refused("the new repository password (stdin) is empty or has white space around it")
+    if os.path.exists(retiring_path()):
+        raise Refused("a rotation of the repository password is in progress (%s): retire it first" % retiring_path())
+    with locked(config, wait=600):
+        try:
+            old = restic_keys(config)
+        except NoRepository:
+            # No snapshot to keep readable: the first backup makes the repository with the new one.
+            write_atomic(os.path.join(CONFIG_DIR, "restic-password"), new_password + "\n", 0o600)
+            write_atomic(os.path.join(STORE, "restic"), new_password + "\n", 0o600)
+            return {"changed": True, "added": False, "old_key": None, "new_key": None}
+        if old is None:
+            raise Failed("the repository does not open with the password in force (%s): nothing changed"
+                         % secret("restic-password"))
+        with password_file(new_password) as new_file:
+            new = restic_keys(config, new_file)
+            added = new is None
+            if added:
+                log("adding a key for the new password to the off-site repository")
+                restic(config, "key", "add", "--new-password-file", new_file)
+                new = restic_keys(config, new_file)
+                if new is None:
+                    raise Failed("the key just added does not open the repository")
+        if same_key(new[0], old[0]):
+            raise Refused("the new repository password is the one in force")
+        write_atomic(retiring_path(), full_key_id(config, old[0]) + "\n", 0o600)
+        write_atomic(os.path.join(CONFIG_DIR, "restic-password"), new_password + "\n", 0o600)
+        write_atomic(os.path.join(STORE, "restic"), new_password + "\n", 0o600)
+    return {"changed": True, "added": added, "old_key": old[0][:8], "new_key": new[0][:8]}
+
+
+def key_retire(config):
+    """Phase 2: the old key (restic.retiring) removed, only once the password in force opens the
+    repository with a key of its own."""
+    if not config.get("offsite"):
+        raise Refused("no off-site repository is configured for %s" % config["instance"])
+    try:
+        with open(retiring_path(), encoding="utf-8") as handle:
+            old = handle.read().strip()
+    except FileNotFoundError:
+        raise Refused("no rotation of the repository password is in progress (no %s)" % retiring_path())
+    with locked(config, wait=600):
+        keys = restic_keys(config)
+        if keys is None:
+            raise Failed("the password in force (%s) does not open the repository: the old key stays"
+                         % secret("restic-password"))
+        if same_key(keys[0], old):
+            raise Refused("the password in force still opens the repository with the old key %s: it stays" % old[:8])
+        removed = any(same_key(k, old) for k in keys[1])
+        if removed:
+            log("removing the old key %s from the off-site repository" % old[:8])
+            restic(config, "key", "remove", old)
+            after = restic_keys(config)
+            if after is None or any(same_key(k, old) for k in after[1]):
+                raise Failed("the old key %s is still in the repository" % old[:8])
+        os.unlink(retiring_path())
+    return {"changed": True, "removed": old[:8] if removed else None, "key": keys[0][:8]}
 
 
 # --- backup ---------------------------------------------------------------------------
@@ -927,6 +1070,9 @@ def main(argv=None):
     rest.add_argument("--snapshot", default="")
     rest.add_argument("--offsite", action="store_true")
     rest.add_argument("--check-only", action="store_true")
+    key = sub.add_parser("restic-key")
+    key.add_argument("action", choices=["add", "retire"])
+    key.add_argument("instance")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.instance)
@@ -936,6 +1082,9 @@ def main(argv=None):
             write_metrics(config)
         elif args.command == "list":
             print(json.dumps(listing(config), indent=2))
+        elif args.command == "restic-key":
+            done = key_add(config, sys.stdin.readline().rstrip("\n")) if args.action == "add" else key_retire(config)
+            print(json.dumps(done))
         else:
             password = "" if args.check_only else sys.stdin.readline().rstrip("\n")
             print(json.dumps(restore(config, args.snapshot, args.offsite, args.check_only, password), indent=2))
