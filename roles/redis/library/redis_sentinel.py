@@ -48,7 +48,7 @@ options:
         content (written for the restart that follows) with the new C(replicaof) line, not what a C(CONFIG REWRITE)
         of the running settings would write. Then waits as with O(wait_synced). Any failure before the switch puts
         the setting back: the primary takes writes again.
-      - A replica is left alone.
+      - A replica is left alone, and so is a primary with no replica yet (a group forming).
     type: bool
     default: false
   wait_synced:
@@ -206,10 +206,13 @@ def step_down(params, deadline):
     """Hand this host's primary role to a replica (see the documentation). True if it did."""
     queue, name = params["queue"], params["name"]
     conn = login(queue["socket"], queue["user"], queue["password"], params["timeout"])
-    sentinel = login(params["socket"], None, params["password"], params["timeout"])
+    sentinel = None
     try:
-        if info_fields(conn.call("INFO", "replication")).get("role") != "master":
+        info = info_fields(conn.call("INFO", "replication"))
+        # A replica, or a primary with no replica yet (a group forming: nobody to hand over to).
+        if info.get("role") != "master" or not replicas_of(info):
             return False
+        sentinel = login(params["socket"], None, params["password"], params["timeout"])
         with open(queue["conf"], encoding="utf-8") as handle:
             intended = handle.read()         # the role's new file, for the restart that follows
         fence = conn.call("CONFIG", "GET", "min-replicas-to-write")[1]
@@ -256,7 +259,8 @@ def step_down(params, deadline):
         rewrite_keeping_owner(queue["conf"], with_replicaof(intended, host, port))
     finally:
         conn.close()
-        sentinel.close()
+        if sentinel is not None:
+            sentinel.close()
     wait_replicating(queue, deadline, host)
     return True
 
