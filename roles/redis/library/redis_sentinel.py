@@ -52,7 +52,9 @@ options:
     type: bool
     default: false
   wait_synced:
-    description: Wait until O(queue) is a replica with its link up and no sync in progress (after its restart).
+    description:
+      - Wait until O(queue) is a replica with its link up and no sync in progress (after its restart), or is a primary
+        (one that had no replica to hand its role to). With O(queue.replid), only a replica of that primary will do.
     type: bool
     default: false
   wait: {description: Seconds O(step_down) and O(wait_synced) may take., type: int, default: 120}
@@ -187,14 +189,17 @@ def login(path, user, password, timeout):
     return conn
 
 
-def wait_replicating(queue, deadline, primary=None):
+def wait_replicating(queue, deadline, primary=None, or_primary=False):
+    """Wait until the queue replicates (or, with `or_primary`, is a primary: one that had no replica
+    to hand its role to comes back as the primary)."""
     def check():
         try:
             conn = login(queue["socket"], queue["user"], queue["password"], 5)
         except (RedisError, OSError):       # restarting, or still loading its data
             return False
         try:
-            return synced(info_fields(conn.call("INFO", "replication")), primary, queue.get("replid"))
+            info = info_fields(conn.call("INFO", "replication"))
+            return (or_primary and info.get("role") == "master") or synced(info, primary, queue.get("replid"))
         except RedisError:
             return False
         finally:
@@ -313,7 +318,7 @@ def main():
                     module.fail_json(msg="step_down needs queue.conf and queue.address", **result)
                 result["stepped_down"] = result["changed"] = step_down(params, deadline)
             else:
-                wait_replicating(params["queue"], deadline)
+                wait_replicating(params["queue"], deadline, or_primary=not params["queue"]["replid"])
         except (Failed, RedisError, OSError, KeyError, IndexError) as exc:
             module.fail_json(msg="%s: %s (within %d s)" % (
                 "Handing the primary role to a replica" if params["step_down"] else "Waiting for the restarted replica",
