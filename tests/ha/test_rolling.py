@@ -81,6 +81,7 @@ def rolling_rerun(nodes, tmp_path, extra_vars, label, hz):
         client.host.run("kill %d" % writer)
         for n in nodes:
             n.host.run("kill %d" % pollers[n.name])
+    (tmp_path / "playbook.log").write_text(out)       # the whole output, for a failure's post-mortem
     assert rc == 0, out[-4000:]
     acks, errors = writer_log(client, prefix, 0)
     now = primary_of(nodes)

@@ -42,12 +42,11 @@ options:
       - When O(queue) is the primary, hand its role to a replica before its restart, losing no acknowledged write
         (RV(stepped_down)). Writes are refused first (C(min-replicas-to-write) raised: clients get C(NOREPLICAS) at
         once, Sentinel's own traffic is not held up as under C(CLIENT PAUSE)); once every replica has the primary's
-        last offset, C(SENTINEL FAILOVER); once the Sentinel names the new primary, in one C(MULTI) the old one is
-        made its replica (C(REPLICAOF), as Sentinel itself would some seconds later), its setting is put back and its
-        normal clients are disconnected (they reconnect to the new primary). Its config file keeps the role's
-        content (written for the restart that follows) with the new C(replicaof) line, not what a C(CONFIG REWRITE)
-        of the running settings would write. Then waits as with O(wait_synced). Any failure before the switch puts
-        the setting back: the primary takes writes again.
+        last offset, C(SENTINEL FAILOVER); once the Sentinel names the new primary, the old one is made its replica
+        (C(REPLICAOF) and C(CLIENT KILL TYPE normal) in one C(MULTI), as Sentinel itself does, unless a Sentinel did
+        it already) and its setting is put back (also after any failure: the primary takes writes again). Once it
+        replicates (as with O(wait_synced)), its config file gets back the role's content (written for the restart
+        that follows) with the new C(replicaof) line: Sentinel's demotion rewrote it with the old running settings.
       - A replica is left alone, and so is a primary with no replica yet (a group forming).
     type: bool
     default: false
@@ -207,13 +206,45 @@ def wait_replicating(queue, deadline, primary=None, or_primary=False):
     until(deadline, "%s does not replicate (link up, no sync in progress)" % queue["socket"], check, 0.5)
 
 
+class Queue:
+    """The local queue, logged in again when its connection is cut: Sentinel's own demotion of
+    the old primary ends with CLIENT KILL TYPE normal, which can come at any moment after the
+    promotion (any Sentinel of the group may send it)."""
+
+    def __init__(self, queue, timeout):
+        self.queue, self.timeout, self.conn = queue, timeout, None
+
+    def call(self, *args):
+        for attempt in (1, 2):
+            try:
+                if self.conn is None:
+                    self.conn = login(self.queue["socket"], self.queue["user"], self.queue["password"], self.timeout)
+                return self.conn.call(*args)
+            except OSError:
+                self.close()
+                if attempt == 2:
+                    raise
+        return None
+
+    def replication(self):
+        return info_fields(self.call("INFO", "replication"))
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+            self.conn = None
+
+
 def step_down(params, deadline):
     """Hand this host's primary role to a replica (see the documentation). True if it did."""
     queue, name = params["queue"], params["name"]
-    conn = login(queue["socket"], queue["user"], queue["password"], params["timeout"])
+    conn = Queue(queue, params["timeout"])
     sentinel = None
     try:
-        info = info_fields(conn.call("INFO", "replication"))
+        info = conn.replication()
         # A replica, or a primary with no replica yet (a group forming: nobody to hand over to).
         if info.get("role") != "master" or not replicas_of(info):
             return False
@@ -222,14 +253,13 @@ def step_down(params, deadline):
             intended = handle.read()         # the role's new file, for the restart that follows
         fence = conn.call("CONFIG", "GET", "min-replicas-to-write")[1]
         conn.call("CONFIG", "SET", "min-replicas-to-write", "1000")      # no write from now on
-        fenced = True
         try:
-            target = int(info_fields(conn.call("INFO", "replication"))["master_repl_offset"])
+            target = int(conn.replication()["master_repl_offset"])
 
             def known():
                 return [(r.get("ip"), r.get("port"), r.get("flags", "")) for r in map(pairs, sentinel.call("SENTINEL", "REPLICAS", name))]
             until(deadline, "not every replica has the primary's last write",
-                  lambda: caught_up(info_fields(conn.call("INFO", "replication")), target, known()))
+                  lambda: caught_up(conn.replication(), target, known()))
 
             def ask_failover():
                 try:
@@ -247,26 +277,29 @@ def step_down(params, deadline):
                     return master.get("ip"), master.get("port")
                 return None
             host, port = until(deadline, "Sentinel did not name a new primary", switched, 0.5)
-            # Atomically: a replica of the new primary, writes allowed again (refused there as on any
-            # replica), clients sent off to reconnect; what Sentinel sends some seconds later.
-            conn.call("MULTI")
-            conn.call("REPLICAOF", host, port)
-            conn.call("CONFIG", "SET", "min-replicas-to-write", fence)
-            conn.call("CLIENT", "KILL", "TYPE", "normal")
-            conn.call("EXEC")
-            fenced = False
+            # A replica of the new primary (unless a Sentinel made it one already), its clients sent
+            # off to reconnect: what Sentinel sends, without its wait. The fence stays until then.
+            if conn.replication().get("role") == "master":
+                conn.call("MULTI")
+                conn.call("REPLICAOF", host, port)
+                conn.call("CLIENT", "KILL", "TYPE", "normal")
+                conn.call("EXEC")
         finally:
-            if fenced:
-                try:
-                    conn.call("CONFIG", "SET", "min-replicas-to-write", fence)
-                except (RedisError, OSError):
-                    pass
+            # The setting back, also after a failure (the primary takes writes again); a CONFIG
+            # REWRITE by Sentinel meanwhile wrote the fence into the file, which is rewritten below.
+            try:
+                conn.call("CONFIG", "SET", "min-replicas-to-write", fence)
+            except (RedisError, OSError):
+                pass
+        wait_replicating(queue, deadline, host)
+        # The role's new file with the new primary: Sentinel's demotion, if it came first, rewrote
+        # the file with the running (old) settings, the fence included. Written once the queue
+        # replicates, when no demotion can still be on its way.
         rewrite_keeping_owner(queue["conf"], with_replicaof(intended, host, port))
     finally:
         conn.close()
         if sentinel is not None:
             sentinel.close()
-    wait_replicating(queue, deadline, host)
     return True
 
 
