@@ -1028,7 +1028,8 @@ def restore(config, snapshot, offsite, check_only, password):
                     log("%s: %d keys loaded from %s; turning the AOF back on" % (config["instance"], loaded, name))
                     aof_back_on(conn, config, deadline)
                     result.update(keys_after=key_count(conn.info("keyspace")),
-                                  run_id=conn.info("server").get("run_id"))
+                                  run_id=conn.info("server").get("run_id"),
+                                  replid=conn.info("replication").get("master_replid"))
                 finally:
                     conn.close()
                 remove_drop_in(config)
