@@ -12,6 +12,7 @@ import shlex
 import pytest
 import testinfra
 from helpers import INVENTORY, REPO, Redis, changed_count, credentials_of, instances_of, playbook
+from test_backup import ok
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
 
@@ -92,11 +93,6 @@ class Vps:
 @pytest.fixture(scope="module")
 def every_vps():
     return [Vps(host) for host in testinfra.get_hosts(["ansible://redis_servers"], ansible_inventory=INVENTORY)]
-
-
-def ok(rc, out):
-    assert rc == 0, out[-4000:]
-    return out
 
 
 def secret_free(out, *passwords):
