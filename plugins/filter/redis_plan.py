@@ -18,7 +18,7 @@ _UNITS = {
 }
 _NO_DEFAULT = object()
 
-# The memory plan (docs in roles/redis/defaults/main.yml and README):
+# The memory plan (docs in roles/redis/defaults/main.yml and docs/instances.md):
 # the cache gets a quarter of the RAM, the queue an eighth; the queue's fork
 # for BGSAVE / AOF rewrite may copy up to its whole dataset, so the worst case
 # is 1/4 + 2 * 1/8 = half of the RAM, and the other half stays for the OS,

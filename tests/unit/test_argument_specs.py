@@ -1,7 +1,7 @@
 """Every variable a role reads is declared in its meta/argument_specs.yml.
 
 The specs are what Ansible checks at the start of every run and what tools/specdoc
-turns into the README's tables, so an input missing there is neither checked nor
+turns into docs/variables.md's tables, so an input missing there is neither checked nor
 documented. The rule for "a variable the role reads":
 
 * Its name is public and starts with the role's prefix, the role's name and "_"
