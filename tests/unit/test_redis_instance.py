@@ -60,11 +60,6 @@ def test_resp_client_encodes_commands_and_parses_replies():
     conn.close()
 
 
-def test_info_fields():
-    info = mod.info_fields("# Server\r\nredis_version:7.0.15\r\nrun_id:abc\r\n\r\n# Clients\r\nx:1:2\r\n")
-    assert info == {"redis_version": "7.0.15", "run_id": "abc", "x": "1:2"}
-
-
 @pytest.mark.parametrize("info, expected", [
     ({"redis_version": "7.0.15"}, {"engine": "redis", "version": "7.0.15"}),
     ({"redis_version": "8.0.2", "server_name": "redis"}, {"engine": "redis", "version": "8.0.2"}),

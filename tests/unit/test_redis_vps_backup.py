@@ -4,13 +4,12 @@ import gzip
 import hashlib
 import json
 import os
-import socket
 import stat
-import threading
 import time
 
 import pytest
 import redis_vps_backup as prog
+from resp_server import RespServer, unix_listener
 
 HOUR = 3600
 T0 = 1_800_000_000 - 1_800_000_000 % 86400     # a UTC midnight
@@ -96,7 +95,7 @@ def test_env_file_values_round_trip_the_roles_quoting(tmp_path):
 
 # --- A backup against a fake server -----------------------------------------------------
 
-class FakeServer:
+class FakeServer(RespServer):
     """A unix-socket server that speaks enough RESP: AUTH, INFO, LASTSAVE, BGSAVE [SCHEDULE].
     BGSAVE writes `rdb` into dump.rdb and moves LASTSAVE on, or fails (bgsave_ok False)."""
 
@@ -104,34 +103,9 @@ class FakeServer:
                  bgsave_ok=True):
         self.path, self.data_dir, self.rdb, self.password = path, data_dir, rdb, password
         self.rewriting, self.bgsave_ok = rewriting, bgsave_ok
-        self.lastsave, self.status, self.commands = 1000, "ok", []
+        self.lastsave, self.status = 1000, "ok"
         self.born, self.scheduled = time.monotonic(), False
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(4)
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
-
-    def session(self, conn):
-        reader = conn.makefile("rb")
-        with conn:
-            while True:
-                line = reader.readline()
-                if not line:
-                    return
-                args = []
-                for _ in range(int(line[1:])):
-                    size = int(reader.readline()[1:])
-                    args.append(reader.read(size + 2)[:-2].decode())
-                self.commands.append(args)
-                conn.sendall(self.answer(args))
+        super().__init__(unix_listener(path))
 
     def answer(self, args):
         name = args[0].upper()
@@ -171,8 +145,6 @@ class FakeServer:
         else:
             self.status = "err"
 
-    def close(self):
-        self.listener.close()
 
 
 @pytest.fixture
