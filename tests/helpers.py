@@ -21,6 +21,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # (collections/ links this repository in as ansible_collections.redis_vps.server).
 sys.path.insert(0, str(REPO / "collections"))
 from ansible_collections.redis_vps.server.plugins.filter import redis_plan  # noqa: E402
+from ansible_collections.redis_vps.server.plugins.module_utils import redis_resp  # noqa: E402
 
 INSTANCES = ("cache", "queue")
 DESTRUCTIVE = os.environ.get("REDIS_VPS_DESTRUCTIVE") == "1"
@@ -128,8 +129,7 @@ class Redis:
         return reply[1] if len(reply) > 1 else ""   # an empty value (save "") is stripped away
 
     def info(self, instance, section):
-        pairs = (line.split(":", 1) for line in self.run(instance, "INFO", section).splitlines() if ":" in line)
-        return {k: v.strip() for k, v in pairs}
+        return redis_resp.parse_info(self.run(instance, "INFO", section))
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +167,14 @@ def put_file(host, path, text, mode="0644"):
     host.run_test("mkdir -p %s && echo %s | base64 -d > %s && chmod %s %s" % (
         shlex.quote(os.path.dirname(path)), base64.b64encode(text.encode()).decode(),
         shlex.quote(path), mode, shlex.quote(path)))
+
+
+def put_program(host, path, source):
+    """Install a test's client program (`source`, a file of this repository) at `path` on the host, with
+    the collection's RESP client (plugins/module_utils/redis_resp.py) beside it, which it imports."""
+    put_file(host, os.path.join(os.path.dirname(path), "redis_resp.py"),
+             (REPO / "plugins" / "module_utils" / "redis_resp.py").read_text())
+    put_file(host, path, pathlib.Path(source).read_text())
 
 
 FCGI_CLIENT = "/usr/local/lib/fcgi_request.py"

@@ -1,18 +1,18 @@
 """Sends `total` bytes of one unfinished request to a Redis on 127.0.0.1:PORT after AUTH (password on
-stdin); prints, as JSON, how much was sent before the server cut the connection, and whether it did.
+stdin; the login by redis_resp.py, the collection's client, put beside it); prints, as JSON, how much
+was sent before the server cut the connection, and whether it did.
 usage: python3 flood.py PORT bulk|many TOTAL   (bulk: one SET of a value announced huge; many: an
 endless RPUSH of small arguments, which no query-buffer limit alone stops)
 """
 import json
-import socket
 import sys
 import time
 
+import redis_resp     # the collection's RESP client (put beside this program): the login
+
 port, shape, total = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-password = sys.stdin.readline().rstrip("\n")
-s = socket.create_connection(("127.0.0.1", port), timeout=30)
-s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password.encode()))
-assert s.recv(100).startswith(b"+OK"), "AUTH refused"
+conn = redis_resp.connect(("127.0.0.1", port), 30, user="default", password=sys.stdin.readline().rstrip("\n"), retry=False)
+s = conn.sock         # then raw bytes: a request no client library would send
 if shape == "bulk":       # one SET whose value is announced huge and never finishes
     s.sendall(b"*3\r\n$3\r\nSET\r\n$10\r\nflood:bulk\r\n$%d\r\n" % (total + 1000))
     chunk = b"x" * (1 << 20)

@@ -6,7 +6,7 @@ import json
 import pathlib
 
 import pytest
-from helpers import INVENTORY, INSTANCES, put_file
+from helpers import INVENTORY, INSTANCES, put_file, put_program
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
 
@@ -18,7 +18,7 @@ MB = 1024 * 1024
                          ids=["one-500MB-value", "600MB-of-arguments"])
 def test_a_huge_unfinished_request_to_the_cache_is_cut_off_and_the_cache_stays(every_host, shape, total):
     for host, redis, _ in every_host:
-        put_file(host, FLOOD, (pathlib.Path(__file__).parent / "flood.py").read_text())
+        put_program(host, FLOOD, pathlib.Path(__file__).parent / "flood.py")
         put_file(host, "/root/.flood_pw", redis.credentials["cache"] + "\n", mode="0600")
         run = host.run("timeout 300 python3 %s %d %s %d < /root/.flood_pw; rm -f /root/.flood_pw"
                        % (FLOOD, int(redis.instances["cache"]["config"].get("port", 6379)), shape, total))

@@ -79,8 +79,9 @@ def test_memory_pressure_on_one_gigabyte(host, redis):
     assert "Traceback" not in host.file("/tmp/burst.out").content_string
     rss = host.run("ps -eo rss=,comm=,args= | grep -E '(redis|valkey)-server|php-fpm' | grep -v grep").stdout
     used = {name: redis.info(name, "memory")["used_memory_human"] for name in INSTANCES}
-    FIGURES.write_text("used_memory: %s\nRSS (kB) after the fill and the AOF rewrite:\n%s\n%s"
-                       % (used, rss, host.run("free -m").stdout))
+    with FIGURES.open("a") as figures:
+        figures.write("used_memory: %s\nRSS (kB) after the fill and the AOF rewrite:\n%s\n%s"
+                      % (used, rss, host.run("free -m").stdout))
 
 
 def vm_session(host, cookie=""):
