@@ -9,7 +9,7 @@ import os
 import re
 import struct
 
-from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, RespConnection
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, RespConnection, databases, parse_info
 
 # The article's placeholder; the validation play refuses it for every password.
 PLACEHOLDER = "YourVeryStrongRedisPassword!"
@@ -92,12 +92,8 @@ def password_ok(value):
 
 
 def keyspace(info):
-    """INFO keyspace's text -> {db number: keys}."""
-    out = {}
-    for match in re.finditer(r"^db(\d+):keys=(\d+)", info, re.MULTILINE):
-        if int(match.group(2)):
-            out[int(match.group(1))] = int(match.group(2))
-    return out
+    """INFO keyspace's text -> {db number: keys}, the databases that hold any."""
+    return {db: keys for db, keys in databases(parse_info(info)).items() if keys}
 
 
 def _rdb_length(data, pos):

@@ -420,12 +420,6 @@ def set_passwords(conn, changes):
         conn.call("ACL", "SETUSER", name, "resetpass", *["#" + h for h in hashes])
 
 
-def info_fields(info):
-    """INFO's text as a dict (section headers and blank lines dropped)."""
-    pairs = (line.split(":", 1) for line in info.splitlines() if ":" in line and not line.startswith("#"))
-    return {key: value.strip() for key, value in pairs}
-
-
 def server_of(info):
     """Engine and version from INFO server: Valkey reports redis_version 7.2.4 for
     clients' sake and its own version in valkey_version."""
@@ -853,7 +847,7 @@ def main():
             if not module.check_mode:
                 conn.call("CONFIG", "SET", name, after)
             result["applied"][name] = dict(before=before, after=after)
-        server = info_fields(conn.call("INFO", "server"))
+        server = conn.info("server")
         if binary_replaced(server.get("process_id")):
             restart.append("upgraded")   # still the old binary: only a restart runs the new one
         result["restart_required"] = restart
@@ -862,7 +856,7 @@ def main():
         result["server"] = server_of(server)
         result["running_config"] = {name: running.get(name) for name in intended}
         if params["report"]:
-            result["info"] = info_fields(conn.call("INFO", *REPORT_SECTIONS))
+            result["info"] = conn.info(*REPORT_SECTIONS)
             result["memory_doctor"] = conn.call("MEMORY", "DOCTOR")
             result["slowlog_len"] = conn.call("SLOWLOG", "LEN")
         if changes:

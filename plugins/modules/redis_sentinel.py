@@ -121,7 +121,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
+from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect, parse_info
 
 
 def monitors(text, name):
@@ -141,15 +141,11 @@ def settings_to_change(master, settings):
 
 
 def info_fields(text):
-    """INFO's `name:value` lines as a dict; a replica line (slave0:ip=...,port=...) as a dict of its own."""
-    out = {}
-    for line in (text or "").splitlines():
-        name, sep, value = line.strip().partition(":")
-        if not sep:
-            continue
+    """INFO as parse_info() reads it, a replica line (slave0:ip=...,port=...) as a dict of its own."""
+    out = parse_info(text or "")
+    for name, value in out.items():
         if re.match(r"^slave[0-9]+$", name):
-            value = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
-        out[name] = value
+            out[name] = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
     return out
 
 

@@ -17,7 +17,7 @@ import pytest
 import testinfra
 import yaml
 from helpers import (INVENTORY, REPO, Redis, changed_count, credentials_of, fill, instances_of, php_session,
-                     playbook, put_file)
+                     playbook, put_file, put_program)
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
 
@@ -231,7 +231,7 @@ def test_a_backup_under_a_steady_writer_blocks_no_command_and_loses_no_write(hos
     write is there afterwards, the snapshot holds some of them, and no command waited long. Meanwhile no
     process shows a password on its command line."""
     queue = instances["queue"]
-    put_file(host, "/usr/local/lib/bkp_writer.py", (pathlib.Path(__file__).parent / "writer.py").read_text())
+    put_program(host, "/usr/local/lib/bkp_writer.py", pathlib.Path(__file__).parent / "writer.py")
     put_file(host, "/root/.bkp_pw", redis.credentials["queue"] + "\n", mode="0600")
     keys_before = int(redis.run("queue", "DBSIZE"))
     host.run_test(

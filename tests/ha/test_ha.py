@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import INVENTORY, REPO, Redis, changed_count, credentials_of, instances_of, php_session, playbook, put_file
+from helpers import INVENTORY, REPO, Redis, changed_count, credentials_of, instances_of, php_session, playbook, put_program
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/ha's inventory")
 
@@ -79,7 +79,7 @@ def docker(*args):
 
 
 def start_writer(node, prefix, duration):
-    put_file(node.host, WRITER, (REPO / "tests" / "ha" / "writer.py").read_text())
+    put_program(node.host, WRITER, REPO / "tests" / "ha" / "writer.py")
     node.host.run_test("REDIS_PASSWORD=%s nohup python3 %s 6380 %s 0.01 /tmp/%s.log %s > /dev/null 2>&1 &" % (
         shlex.quote(node.credentials["queue"]), WRITER, duration, prefix, prefix))
 

@@ -4,40 +4,20 @@ HAProxy), reconnecting after any error, and logs each acknowledged write with it
 time, and each error, until DURATION has passed.
 
 usage: python3 writer.py PORT DURATION INTERVAL LOG PREFIX   (password in REDIS_PASSWORD)
-Standard library only: the hosts have no Redis client package.
+Standard library and the collection's RESP client (redis_resp.py, put beside it) only: the hosts
+have no Redis client package.
 """
 import os
-import socket
 import sys
 import time
 
-
-def command(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def reply(reader):
-    line = reader.readline()
-    if not line.endswith(b"\r\n"):
-        raise ConnectionError("closed")
-    if line[:1] == b"-":
-        raise RuntimeError(line[1:-2].decode())
-    return line[:-2].decode()
+import redis_resp     # the collection's RESP client, copied beside this program
 
 
 def connect(port, password):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=2)
-    sock.settimeout(2)
-    reader = sock.makefile("rb")
-    sock.sendall(command("AUTH", "default", password))
-    reply(reader)
-    sock.sendall(command("SELECT", 2))
-    reply(reader)
-    return sock, reader
+    conn = redis_resp.connect(("127.0.0.1", port), 2, user="default", password=password, retry=False)
+    conn.call("SELECT", 2)
+    return conn
 
 
 def main():
@@ -52,18 +32,17 @@ def main():
                 if conn is None:
                     conn = connect(port, password)
                 n += 1
-                conn[0].sendall(command("SET", "%s:%d" % (prefix, n), n))
-                reply(conn[1])
+                conn.call("SET", "%s:%d" % (prefix, n), n)
                 out.write("ack %d %.3f\n" % (n, time.time()))
-            except (OSError, RuntimeError, ConnectionError) as exc:
+            except (OSError, redis_resp.RedisError) as exc:     # ConnectionError is an OSError
                 out.write("err %d %.3f %s\n" % (n, time.time(), str(exc).replace("\n", " ")[:80]))
                 if conn is not None:
-                    conn[0].close()
+                    conn.close()
                 conn = None
             out.flush()
             time.sleep(interval)
     if conn is not None:
-        conn[0].close()
+        conn.close()
 
 
 if __name__ == "__main__":

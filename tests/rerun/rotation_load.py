@@ -10,29 +10,15 @@ usage: python3 rotation_load.py PASSWORDS_FILE STOP_FILE RESULT_FILE SOCKETS_JSO
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
-
-def call(sock, reader, *args):
-    sock.sendall(b"".join([b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args]))
-    line = reader.readline()
-    if line.startswith(b"-"):
-        raise RuntimeError(line.decode().strip())
-    if not line:
-        raise RuntimeError("connection closed")
-    return line.decode().strip()
+import redis_resp     # the collection's RESP client, copied beside this program
 
 
 def login(path, password):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(5)
-    sock.connect(path)
-    reader = sock.makefile("rb")
-    call(sock, reader, "AUTH", "default", password)
-    return sock, reader
+    return redis_resp.connect(path, 5, user="default", password=password, retry=False)
 
 
 def main():
@@ -46,15 +32,14 @@ def main():
         rounds += 1
         for name, path in sockets.items():
             try:
-                sock, reader = held[name]
-                call(sock, reader, "INCR", "rotation:held")
+                held[name].call("INCR", "rotation:held")
             except Exception as exc:   # noqa: BLE001 (every failure is a finding)
                 errors.append("%s held connection: %s" % (name, exc))
                 held[name] = login(path, passwords[name])
             try:
-                sock, reader = login(path, passwords[name])
-                call(sock, reader, "INCR", "rotation:fresh")
-                sock.close()
+                fresh = login(path, passwords[name])
+                fresh.call("INCR", "rotation:fresh")
+                fresh.close()
             except Exception as exc:   # noqa: BLE001
                 errors.append("%s new connection: %s" % (name, exc))
         out = subprocess.run(php.split() + [cookie], capture_output=True, text=True).stdout

@@ -9,7 +9,7 @@ import shlex
 import time
 
 import pytest
-from helpers import INVENTORY, REPO, RedisCommandError, changed_count, credentials_of, playbook, put_file, session_command
+from helpers import INVENTORY, REPO, RedisCommandError, changed_count, credentials_of, playbook, put_file, put_program, session_command
 from test_rerun import snapshot
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
@@ -22,7 +22,7 @@ WORK = "/root/rotation-test"
 
 def start_load(host, redis, passwords):
     """The load in the background on `host`, with these application passwords."""
-    put_file(host, LOAD, (REPO / "tests" / "rerun" / "rotation_load.py").read_text())
+    put_program(host, LOAD, REPO / "tests" / "rerun" / "rotation_load.py")
     put_file(host, WORK + "/passwords.json", json.dumps(passwords), mode="0600")
     host.run_test("rm -f %s/stop %s/result.json" % (WORK, WORK))
     php = session_command(host, "/var/www/rotation")

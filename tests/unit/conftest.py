@@ -8,3 +8,6 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "collections"))
 sys.path.insert(0, str(REPO / "roles" / "redis_backup" / "files"))
+# The backup program imports the collection's RESP client from where the role installs it
+# (/usr/local/lib/redis-vps/redis_resp.py); here it comes from the source.
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))

@@ -37,11 +37,14 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+LIB_DIR = "/usr/local/lib/redis-vps"       # the collection's redis_resp.py, installed by the role
+sys.path.insert(0, LIB_DIR)
+from redis_resp import RedisError, RespConnection, databases  # noqa: E402
 
 CONFIG_DIR = "/etc/redis-vps-backup"
 # The host's credential store (README, "Passwords"): restic's copy of the password in force and,
@@ -180,69 +183,20 @@ def load_env_file(path):
 
 
 # --- Redis over the unix socket -------------------------------------------------------
-
-class RedisError(Exception):
-    pass
-
-
-class Redis:
-    """Just enough RESP2 for the commands used here."""
-
-    def __init__(self, path, timeout=10):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.reader = self.sock.makefile("rb")
-
-    def close(self):
-        self.reader.close()
-        self.sock.close()
-
-    def call(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        self.sock.sendall(b"".join(out))
-        return self._reply()
-
-    def _reply(self):
-        line = self.reader.readline()
-        if not line.endswith(b"\r\n"):
-            raise ConnectionError("connection closed by the server")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RedisError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            size = int(rest)
-            return None if size < 0 else self.reader.read(size + 2)[:-2].decode(errors="replace")
-        if kind == b"*":
-            size = int(rest)
-            return None if size < 0 else [self._reply() for _index in range(size)]
-        raise RedisError("unexpected reply %r" % line)
-
-    def info(self, section):
-        text = self.call("INFO", section)
-        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
-
+# The collection's one RESP client (plugins/module_utils/redis_resp.py), which the role installs
+# beside this program: the same code the modules use.
 
 def key_count(info):
-    return sum(int(dict(p.split("=") for p in v.split(","))["keys"]) for k, v in info.items()
-               if re.fullmatch(r"db\d+", k))
+    return sum(databases(info).values())
 
 
 def connect(config, user, password, timeout=10):
     try:
-        conn = Redis(config["socket"], timeout)
+        conn = RespConnection(config["socket"], timeout)
     except OSError as exc:
         raise Failed("cannot reach %s on %s: %s" % (config["instance"], config["socket"], exc))
     try:
-        conn.call("AUTH", user, password)
+        conn.auth(user, password)
     except RedisError as exc:
         conn.close()
         raise Failed("%s refused user %s: %s" % (config["instance"], user, exc))
