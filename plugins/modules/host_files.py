@@ -16,9 +16,9 @@ description:
   - Each unit of O(units) is enabled and started where it is not so already (one C(systemctl show) reads them all);
     a unit that was running and that a changed file or group membership names in its C(notify) (or O(units[].reload))
     is reloaded or restarted, after its O(units[].check) command passed.
-  - The O(probes) commands run last (read-only, also in check mode): their output is returned, for the role to judge.
+  - The O(probes) commands run last (read-only, also in check mode); their output is returned, for the role to judge.
   - Check mode reports what would change and changes nothing; with C(--diff) the files' changes are shown, except
-    those given as O(files[].secret_content).
+    those whose content is in O(secrets).
 version_added: 1.0.0
 author: redis-vps developers
 options:
@@ -33,10 +33,8 @@ options:
         type: path
         required: true
       content:
-        description: Its content, shown in diffs. One of O(files[].content) and O(files[].secret_content).
-        type: str
-      secret_content:
-        description: Its content, never shown nor logged (a password in it).
+        description:
+          - Its content, shown in diffs. Without it, the content is O(secrets)' entry for this path (a password in it).
         type: str
       owner:
         description: Its owner.
@@ -64,6 +62,13 @@ options:
         type: list
         elements: str
         default: []
+  secrets:
+    description:
+      - Path -> the content of a file of O(files) that holds a secret (O(files[].content) left out). Never shown in
+        diffs, output or logs (an option of its own, never logged; AnsibleModule logs a list of files with their contents
+        escaped, where a multi-line secret would not be recognised and hidden).
+    type: dict
+    default: {}
   sysctl:
     description: Kernel parameters (C(vm.overcommit_memory)) and their values, applied live where they differ.
     type: dict
@@ -170,9 +175,10 @@ EXAMPLES = r"""
   redis_vps.server.host_files:
     files:
       - path: /etc/php/8.4/fpm/conf.d/90-redis-sessions.ini
-        secret_content: "{{ lookup('ansible.builtin.template', 'redis-sessions.ini.j2') }}"
         mode: "0600"
         notify: [php8.4-fpm.service]
+    secrets:
+      /etc/php/8.4/fpm/conf.d/90-redis-sessions.ini: "{{ lookup('ansible.builtin.template', 'redis-sessions.ini.j2') }}"
     user_groups:
       - {user: www-data, group: redis, notify: [php8.4-fpm.service]}
     units:
@@ -314,7 +320,9 @@ def run(module, result, argv, what):
 
 def sync_files(module, result, notified, diffs):
     for spec in module.params["files"]:
-        content = spec["content"] if spec["content"] is not None else spec["secret_content"]
+        content = spec["content"] if spec["content"] is not None else module.params["secrets"].get(spec["path"])
+        if content is None:
+            module.fail_json(msg="%s has no content and no entry in secrets" % spec["path"], **result)
         try:
             done = host_file.sync(spec["path"], content, spec["owner"], spec["group"], spec["mode"],
                                   check=spec["validate"], backup=module.backup_local if spec["backup"] else None,
@@ -385,39 +393,40 @@ def sync_units(module, result, notified):
             result["changed"] = True
 
 
+ARGUMENT_SPEC = dict(
+    # Secret contents are in `secrets`: paths, modes and plain contents come back in diffs.
+    files=dict(type="list", elements="dict", default=[],
+               options=dict(path=dict(type="path", required=True),
+                            content=dict(type="str"),
+                            owner=dict(type="str", default="root"),
+                            group=dict(type="str", default="root"),
+                            mode=dict(type="str", default="0644"),
+                            validate=dict(type="str"),
+                            backup=dict(type="bool", default=False),
+                            notify=dict(type="list", elements="str", default=[]))),
+    secrets=dict(type="dict", default={}, no_log=True),
+    sysctl=dict(type="dict", default={}),
+    sysfs=dict(type="dict", default={}),
+    user_groups=dict(type="list", elements="dict", default=[],
+                     options=dict(user=dict(type="str", required=True),
+                                  group=dict(type="str", required=True),
+                                  notify=dict(type="list", elements="str", default=[]))),
+    units=dict(type="list", elements="dict", default=[],
+               options=dict(name=dict(type="str", required=True),
+                            enabled=dict(type="bool", default=True),
+                            started=dict(type="bool", default=True),
+                            on_change=dict(type="str", choices=["reload", "restart"], default="reload"),
+                            reload=dict(type="bool", default=False),
+                            check=dict(type="list", elements="str", default=[]))),
+    probes=dict(type="list", elements="dict", default=[],
+                options=dict(name=dict(type="str", required=True),
+                             argv=dict(type="list", elements="str", required=True))),
+)
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            # Only secret_content is secret: paths, modes and plain contents come back in diffs.
-            files=dict(type="list", elements="dict", default=[], no_log=False,
-                       options=dict(path=dict(type="path", required=True),
-                                    content=dict(type="str"),
-                                    secret_content=dict(type="str", no_log=True),
-                                    owner=dict(type="str", default="root"),
-                                    group=dict(type="str", default="root"),
-                                    mode=dict(type="str", default="0644"),
-                                    validate=dict(type="str"),
-                                    backup=dict(type="bool", default=False),
-                                    notify=dict(type="list", elements="str", default=[])),
-                       mutually_exclusive=[("content", "secret_content")],
-                       required_one_of=[("content", "secret_content")]),
-            sysctl=dict(type="dict", default={}),
-            sysfs=dict(type="dict", default={}),
-            user_groups=dict(type="list", elements="dict", default=[],
-                             options=dict(user=dict(type="str", required=True),
-                                          group=dict(type="str", required=True),
-                                          notify=dict(type="list", elements="str", default=[]))),
-            units=dict(type="list", elements="dict", default=[],
-                       options=dict(name=dict(type="str", required=True),
-                                    enabled=dict(type="bool", default=True),
-                                    started=dict(type="bool", default=True),
-                                    on_change=dict(type="str", choices=["reload", "restart"], default="reload"),
-                                    reload=dict(type="bool", default=False),
-                                    check=dict(type="list", elements="str", default=[]))),
-            probes=dict(type="list", elements="dict", default=[],
-                        options=dict(name=dict(type="str", required=True),
-                                     argv=dict(type="list", elements="str", required=True))),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     params = module.params

@@ -119,3 +119,22 @@ def test_a_kernel_value_that_cannot_be_written_is_listed_not_failed(tmp_path, mo
     result = new_result()
     mod.sync_kernel(Module(), result, str(knob), "vm.overcommit_memory", 1)
     assert result == dict(changed=False, live={}, live_skipped=["vm.overcommit_memory"]) and knob.read_text() == "0\n"
+
+
+def test_a_secret_content_is_not_in_the_modules_log_line(monkeypatch):
+    """AnsibleModule logs its arguments to the journal ("Invoked with ..."): a list of files
+    is logged with its contents escaped (a multi-line secret is not recognised there and
+    stays in clear), so secret contents go in an option of their own that is not logged."""
+    import json
+
+    from ansible.module_utils import basic
+    secret = "; ini\nsession.save_path = \"unix:///run/x.sock?auth=S3cretPassw0rd&database=1\"\n"
+    args = {"ANSIBLE_MODULE_ARGS": {"files": [{"path": "/etc/x.ini", "mode": "0600"}, {"path": "/etc/y", "content": "y\n"}],
+                                    "secrets": {"/etc/x.ini": secret}}}
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps(args).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy", raising=False)
+    logged = []
+    monkeypatch.setattr(basic.AnsibleModule, "log", lambda self, msg, log_args=None: logged.append(msg))
+    module = basic.AnsibleModule(argument_spec=mod.ARGUMENT_SPEC, supports_check_mode=True)
+    assert module.params["secrets"]["/etc/x.ini"] == secret
+    assert logged and "/etc/x.ini" in logged[0] and "S3cretPassw0rd" not in logged[0], logged
