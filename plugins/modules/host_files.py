@@ -19,8 +19,6 @@ description:
   - The O(probes) commands run last (read-only, also in check mode); their output is returned, for the role to judge.
   - Check mode reports what would change and changes nothing; with C(--diff) the files' changes are shown, except
     those whose content is in O(secrets).
-version_added: 1.0.0
-author: redis-vps developers
 options:
   files:
     description: Files to have on the host.
@@ -145,8 +143,14 @@ options:
         type: list
         elements: str
         required: true
-notes:
-  - Supports check mode and diff mode.
+attributes:
+  check_mode:
+    description: Reports what it would write, apply, add and start, changing nothing (the probes still run).
+    support: full
+  diff_mode:
+    description: The changes of the files whose content is not in O(secrets).
+    support: full
+author: redis-vps developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
