@@ -134,6 +134,12 @@ installed:
   elements: str
   returned: always
   sample: [redis-sentinel]
+php_fpm_versions:
+  description: The PHP-FPM versions installed (C(/usr/sbin/php-fpmX.Y)), oldest first.
+  type: list
+  elements: str
+  returned: always
+  sample: ["8.4"]
 credentials:
   description: Names of the passwords in the host's store (no value).
   type: list
@@ -228,6 +234,17 @@ def installed(packages, exists=os.path.exists):
     arch = os.uname().machine.replace("x86_64", "amd64").replace("aarch64", "arm64")
     return [name for name in packages
             if exists("/var/lib/dpkg/info/%s.list" % name) or exists("/var/lib/dpkg/info/%s:%s.list" % (name, arch))]
+
+
+def php_fpm_versions(listdir=os.listdir):
+    """The PHP-FPM versions installed (/usr/sbin/php-fpmX.Y), oldest first: roles/php_session
+    takes the newest without a look of its own on a rerun."""
+    try:
+        names = listdir("/usr/sbin")
+    except OSError:
+        return []
+    found = [name[len("php-fpm"):] for name in names if re.fullmatch(r"php-fpm[0-9]+\.[0-9]+", name)]
+    return sorted(found, key=lambda version: tuple(int(part) for part in version.split(".")))
 
 
 def read(path):
@@ -376,6 +393,7 @@ def main():
         os_codename=release.get("VERSION_CODENAME", ""),
         present=present(module.params["engines"], module.params["instances"]),
         installed=installed(module.params["packages"]),
+        php_fpm_versions=php_fpm_versions(),
     )
 
 

@@ -330,6 +330,8 @@ import shlex
 import tempfile
 import time
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils import systemd
+from ansible_collections.redis_vps.server.plugins.module_utils.files import read, write_atomic
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
 
 # Applied before any other live change: shrinking maxmemory under noeviction
@@ -436,30 +438,6 @@ def binary_replaced(pid):
         return os.readlink("/proc/%s/exe" % pid).endswith(" (deleted)")
     except OSError:
         return False
-
-
-def read(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_file(module, path, content, uid, gid, mode):
-    """Write content beside path with its final owner and mode, then rename it into place:
-    the file is never there half-written nor, even briefly, readable by others."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".%s." % os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def sync_dir(module, result):
@@ -623,7 +601,7 @@ def sync_files(module, result):
             if before is not None:
                 result["backups"][path] = module.backup_local(path)
             try:
-                write_file(module, path, content, uid, gid, mode)
+                write_atomic(path, content, uid, gid, mode)
             except OSError as exc:
                 module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
         result["written"].append(path)
@@ -681,7 +659,7 @@ def sync_other_files(module, result):
                 os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
                 if spec.get("dir_mode"):
                     os.chmod(os.path.dirname(path), int(spec["dir_mode"], 8))
-                write_file(module, path, content, uid, gid, mode)
+                write_atomic(path, content, uid, gid, mode)
             except OSError as exc:
                 module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
         result["written"].append(path)
@@ -696,13 +674,10 @@ def sync_other_files(module, result):
 
 def units_state(module, units):
     """unit -> its ActiveState and UnitFileState, with one systemctl call."""
-    rc, out, err = module.run_command(["systemctl", "show", "--property=Id,ActiveState,UnitFileState"] + list(units))
-    if rc != 0:
-        module.fail_json(msg="systemctl show %s: %s" % (" ".join(units), err.strip()))
-    # One block per unit, in the order asked, separated by a blank line.
-    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-              for block in out.strip().split("\n\n")]
-    return dict(zip(units, blocks))
+    try:
+        return systemd.show(module.run_command, units)
+    except RuntimeError as exc:
+        module.fail_json(msg=str(exc))
 
 
 def main():
@@ -763,9 +738,7 @@ def main():
     if params["service"]:
         # So that the role asks systemd to enable or start only the units that need it.
         states = units_state(module, [params["service"]] + params["services"])
-        result["units"] = {unit: dict(active=state.get("ActiveState") in ("active", "activating", "reloading"),
-                                      enabled=state.get("UnitFileState") == "enabled")
-                           for unit, state in states.items()}
+        result["units"] = {unit: systemd.summary(state) for unit, state in states.items()}
         result["enabled"] = result["units"][params["service"]]["enabled"]
         active = result["units"][params["service"]]["active"]
     else:

@@ -1,0 +1,112 @@
+"""The collection's one file writer: a file is compared with what it should hold (content,
+owner, mode), and written only where it differs, atomically (a temporary file beside it,
+with its final owner and mode, renamed into place: never there half-written nor, even
+briefly, readable by others), after an optional check command on the new content and an
+optional backup copy of the old file. The standard library only.
+
+Used by plugins/modules/redis_instance.py and plugins/modules/host_files.py."""
+
+import grp
+import os
+import pwd
+import shlex
+import tempfile
+
+
+class CheckFailed(Exception):
+    """The check command refused the new content (nothing was written)."""
+
+
+def read(path):
+    """A text file's content, or None when it is not there."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def ids(owner, group, mode):
+    """(uid, gid, mode as a number) of names and an octal string."""
+    return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid, int(mode, 8)
+
+
+def attributes_differ(path, uid, gid, mode):
+    st = os.stat(path)
+    return (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode)
+
+
+def write_atomic(path, content, uid, gid, mode):
+    """Write content beside path with its final owner and mode, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".%s." % os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chown(tmp, uid, gid)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_argv(command, path):
+    """The argv of a check command such as `/usr/sbin/nft -c -f %s` for the file at path."""
+    words = shlex.split(command)
+    if not any("%s" in word for word in words):
+        raise ValueError("the check command %r has no %%s for the file to check" % command)
+    return [word.replace("%s", path) for word in words]
+
+
+def check_content(run_command, command, path, content):
+    """Run the check command on content written to a temporary file beside path (the same
+    folder, so that relative includes resolve as they will); CheckFailed with its words."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".%s.check." % os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o600)
+        rc, out, err = run_command(check_argv(command, tmp))
+    finally:
+        os.unlink(tmp)
+    if rc != 0:
+        raise CheckFailed(" ".join((err or out or "exit status %d" % rc).split())[-600:])
+
+
+def sync(path, content, owner="root", group="root", mode="0644", check=None, backup=None, run_command=None,
+         check_mode=False, dir_mode=None):
+    """Make path hold content with owner, group and mode. Returns a dict:
+    changed (anything done or to do), written (the content was, or would be, replaced),
+    before (the old content, None if the file was not there), backup (the copy's path).
+    `check`: a command with %s, run on the new content first (CheckFailed: nothing
+    written). `backup`: a function path -> the copy's path (AnsibleModule.backup_local),
+    called before an existing file is replaced. `dir_mode`: the folder's mode, the folder
+    made (root, 0755 or that mode) when missing."""
+    uid, gid, want_mode = ids(owner, group, mode)
+    before = read(path)
+    out = dict(changed=False, written=False, before=before, backup=None)
+    folder = os.path.dirname(path)
+    folder_ok = not dir_mode or not os.path.isdir(folder) or os.stat(folder).st_mode & 0o7777 == int(dir_mode, 8)
+    if before == content:
+        if attributes_differ(path, uid, gid, want_mode) or not folder_ok:
+            out["changed"] = True
+            if not check_mode:
+                os.chown(path, uid, gid)
+                os.chmod(path, want_mode)
+                if dir_mode:
+                    os.chmod(folder, int(dir_mode, 8))
+        return out
+    out.update(changed=True, written=True)
+    if check_mode:
+        return out
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o755, exist_ok=True)
+    if dir_mode:
+        os.chmod(folder, int(dir_mode, 8))
+    if check:
+        check_content(run_command, check, path, content)
+    if backup is not None and before is not None:
+        out["backup"] = backup(path)
+    write_atomic(path, content, uid, gid, want_mode)
+    return out
