@@ -264,7 +264,7 @@ import grp
 import os
 import pwd
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils import files as host_file
 from ansible_collections.redis_vps.server.plugins.module_utils import systemd
 
@@ -429,7 +429,7 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(
+    module = QuietModule(
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )

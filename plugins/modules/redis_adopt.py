@@ -136,7 +136,7 @@ import os
 import shutil
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_handmade import (
     POOL_GLOB, connect_old, keyspace, layout, neutralise_pool, parse_conf, pool_session_lines, read_text)
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, RespConnection
@@ -387,7 +387,7 @@ def rollback(module, engine, conf, paths):
 
 
 def main():
-    module = AnsibleModule(
+    module = QuietModule(
         argument_spec=dict(
             state=dict(type="str", choices=["export", "import", "rollback"], required=True),
             engine=dict(type="str", required=True),

@@ -119,7 +119,7 @@ import os
 import pwd
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 
 
 def ids(spec):
@@ -177,7 +177,7 @@ def systemctl(module, *args):
 def main():
     entry = dict(path=dict(type="path", required=True), owner=dict(type="str", default="root"),
                  group=dict(type="str", default="root"), mode=dict(type="str", default="0644"))
-    module = AnsibleModule(
+    module = QuietModule(
         argument_spec=dict(
             dirs=dict(type="list", elements="dict", default=[], options=dict(entry, mode=dict(type="str", default="0755"))),
             files=dict(type="list", elements="dict", default=[], no_log=False,

@@ -199,7 +199,7 @@ import re
 import shlex
 from urllib.parse import unquote
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_handmade import inspect as inspect_package_instance, queue_data
 
@@ -355,7 +355,7 @@ def recover(specs):
 
 
 def main():
-    module = AnsibleModule(
+    module = QuietModule(
         argument_spec=dict(instances=dict(type="list", elements="str", required=True),
                            engines=dict(type="list", elements="str", required=True),
                            packages=dict(type="list", elements="str", default=[]),

@@ -329,7 +329,7 @@ import re
 import shlex
 import tempfile
 import time
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils import systemd
 from ansible_collections.redis_vps.server.plugins.module_utils.files import read, write_atomic
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
@@ -681,7 +681,7 @@ def units_state(module, units):
 
 
 def main():
-    module = AnsibleModule(
+    module = QuietModule(
         argument_spec=dict(
             socket=dict(type="path", required=True),
             service=dict(type="str"),

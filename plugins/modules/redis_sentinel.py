@@ -120,7 +120,7 @@ import re
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect, parse_info
 
 
@@ -352,7 +352,7 @@ def write(spec):
 
 
 def main():
-    module = AnsibleModule(
+    module = QuietModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
             socket=dict(type="path", required=True),
