@@ -1,22 +1,23 @@
 """Rotation of the replication and Sentinel passwords on redis_ha (issue 17; molecule/ha, after
-the other tests): `playbooks/rotate.yml -e redis_rotate=replica,sentinel`, then the same with
+the other tests), with PHP sessions' own: `playbooks/rotate.yml -e redis_rotate=replica,sentinel,session`,
+then the same with
 `-e redis_rotate_retire=true`, each under a client writing through 127.0.0.1:6380: no
 acknowledged write lost, no error, nothing restarted (the queues' run_ids, the Sentinels' and
-HAProxy's PIDs), no replication link dropped (the primary's resync counters), both passwords
-working in between and only the new ones after; a site.yml rerun after each phase changes
+HAProxy's and PHP-FPM's master PIDs), no replication link dropped (the primary's resync counters), both passwords
+working in between and only the new ones after, a PHP session kept throughout; a site.yml rerun after each phase changes
 nothing; a Sentinel failover afterwards, under the writer, loses no acknowledged write."""
 import shlex
 import time
 
 import pytest
-from helpers import INVENTORY, REPO, changed_count, credentials_of, playbook, put_file
+from helpers import INVENTORY, REPO, changed_count, credentials_of, php_session, playbook, put_file
 from test_ha import FIGURES, WRITER, nodes, primary_of, stored, writer_log  # noqa: F401  (nodes: a fixture)
 from test_rolling import background
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/ha's inventory")
 
 ROTATE = REPO / "playbooks" / "rotate.yml"
-NAMES = ("replica", "sentinel")
+NAMES = ("replica", "sentinel", "session")
 
 
 def fixed(nodes):
@@ -25,7 +26,8 @@ def fixed(nodes):
     for n in nodes:
         pids = n.host.check_output("systemctl show -p MainPID --value %s haproxy.service" % n.vars.get(
             "redis_engine", "redis") + "-sentinel.service").split()
-        out[n.name] = (n.redis.info("queue", "server")["run_id"], tuple(pids))
+        fpm = n.host.check_output("pgrep -f '^php-fpm: master'")
+        out[n.name] = (n.redis.info("queue", "server")["run_id"], tuple(pids), fpm)
     return out
 
 
@@ -89,8 +91,10 @@ def under_writer(nodes, tmp_path, label, *args):
     return out
 
 
-def test_replica_and_sentinel_rotate_live_and_failover_still_works(nodes, tmp_path):
+def test_replica_sentinel_and_session_rotate_live_and_failover_still_works(nodes, tmp_path):
     old = dict(nodes[0].credentials)
+    php = nodes[-1]
+    cookie, count = php_session(php.host, "/var/www/ha")
     try:
         out = under_writer(nodes, tmp_path, "rotation of replica,sentinel, phase 1", "-e", "redis_rotate=" + ",".join(NAMES))
         new = credentials_of(nodes[0].vars)
@@ -106,6 +110,7 @@ def test_replica_and_sentinel_rotate_live_and_failover_still_works(nodes, tmp_pa
             assert n.redis.run("queue", "CONFIG", "GET", "masterauth").splitlines()[1] == new["replica"]
         check_logins(nodes, old, True)
         check_logins(nodes, new, True)
+        assert php_session(php.host, "/var/www/ha", cookie)[1] == count + 1, "the PHP session was lost"
         rc, out = playbook()
         assert rc == 0 and changed_count(out) == 0, out[-3000:]
 
@@ -113,6 +118,7 @@ def test_replica_and_sentinel_rotate_live_and_failover_still_works(nodes, tmp_pa
                      "-e", "redis_rotate=" + ",".join(NAMES), "-e", "redis_rotate_retire=true")
         check_logins(nodes, old, False)
         check_logins(nodes, new, True)
+        assert php_session(php.host, "/var/www/ha", cookie)[1] == count + 2, "the PHP session was lost"
         for n in nodes:
             for name in NAMES:
                 assert not n.host.file("/etc/redis-vps/credentials/%s.retiring" % name).exists
