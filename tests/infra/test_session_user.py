@@ -3,6 +3,7 @@ may touch phpredis' session keys only; the password PHP prints in its warnings (
 when the queue is unreachable lands in PHP-FPM's own log (root only), in no file another user can
 read, not in the journal, not in what the web server receives. (After test_php_sessions.py, whose
 check of FPM's log for warnings must come first.)"""
+import re
 import shlex
 import time
 
@@ -91,3 +92,54 @@ def test_warnings_with_the_session_password_stay_in_fpm_s_root_only_log(host, ph
     assert journal in ("", "0"), "the password is in the journal"
     # Sessions work again.
     assert "count=1" in host.run(command).stdout
+
+
+@destructive
+def test_a_host_of_the_previous_release_moves_to_the_session_user_without_a_failed_request(host, hostvars, php, redis,
+                                                                                            instances):
+    """The previous release's state, made on one host (no `session` user, FPM logging in with the queue's
+    password, neither the store nor the controller holding a session password), then site.yml under a loop
+    of session requests: the user is added live, FPM switches with a graceful reload, no request fails."""
+    from helpers import INVENTORY, REPO, playbook  # noqa: F401  (only this test runs a playbook)
+    import pathlib
+    if not INVENTORY or hostvars["inventory_hostname"] != sorted(hostvars["groups"]["php_servers"])[0]:
+        pytest.skip("once per scenario, on its first PHP host")
+    if "redis_ha" in hostvars.get("group_names", []):
+        pytest.skip("not on the replicated queue's hosts")
+    name = hostvars["inventory_hostname"]
+    ini = "/etc/php/%s/fpm/conf.d/90-redis-sessions.ini" % php
+    users = instances["queue"]["users_conf"]
+    # (the password is read from the store on the host: on no command line)
+    host.run_test("python3 - <<'EOF'\nimport re\nq = open('/etc/redis-vps/credentials/queue').read().strip()\n"
+                  "t = open(%r).read()\nt = re.sub(r'auth\\[\\]=session&auth\\[\\]=[^&\"]*', 'auth=' + q, t)\n"
+                  "t = t.replace('fastcgi.logging = 0\\n', '')\nopen(%r, 'w').write(t)\n"
+                  "u = open(%r).read()\nopen(%r, 'w').write(''.join(l for l in u.splitlines(True) if not l.startswith('user session ')))\n"
+                  "EOF" % (ini, ini, users, users))
+    redis.run("queue", "ACL", "DELUSER", "session")
+    host.run_test("rm -f /etc/redis-vps/credentials/session && systemctl reload php%s-fpm" % php)
+    controller = pathlib.Path(hostvars["redis_credentials_dir"]) / name / "session_password"
+    controller.unlink()
+    command = session_command(host, "/var/www/redis-vps-migration")
+    first = host.run(command).stdout
+    assert "count=1" in first, first
+    cookie = re.search(r"Set-Cookie: (PHPSESSID=[^;]+)", first).group(1)
+    run_id = redis.info("queue", "server")["run_id"]
+    fpm = host.check_output("pgrep -f '^php-fpm: master'")
+    work = "/root/redis-vps-migration"
+    host.run_test("rm -rf %s && mkdir -p %s" % (work, work))
+    host.run_test("nohup sh -c 'while [ ! -f %s/stop ]; do if %s %s | grep -q count=; then echo ok; else echo failed; fi; done "
+                  ">> %s/requests; touch %s/done' > /dev/null 2>&1 &" % (work, command, shlex.quote(cookie), work, work))
+    try:
+        rc, out = playbook(limit=name)
+    finally:
+        host.run_test("touch %s/stop; for i in $(seq 60); do [ -f %s/done ] && break; sleep 0.5; done" % (work, work))
+    assert rc == 0, out[-3000:]
+    requests = host.file(work + "/requests").content_string.split()
+    assert len(requests) > 5 and "failed" not in requests, "%d of %d session requests failed" % (
+        requests.count("failed"), len(requests))
+    assert "auth[]=session&auth[]=" in host.run("cat %s" % ini).stdout
+    assert redis.run("queue", "ACL", "GETUSER", "session").startswith("flags")
+    assert redis.info("queue", "server")["run_id"] == run_id, "the queue was restarted"
+    assert host.check_output("pgrep -f '^php-fpm: master'") == fpm, "PHP-FPM was restarted, not reloaded"
+    counted = re.search(r"count=(\d+)", host.run("%s %s" % (command, shlex.quote(cookie))).stdout)
+    assert counted and int(counted.group(1)) == len(requests) + 2, "the session lost requests"
