@@ -77,7 +77,8 @@ def under_writer(nodes, tmp_path, label, *args):
     assert rc == 0, out[-4000:]
     acks, errors = writer_log(client, prefix, 0)
     assert acks and not errors, "%s: %d writes failed, e.g. %s" % (label, len(errors), errors[:3])
-    lost = sorted(n for n in acks if n not in stored(primary, prefix))
+    have = stored(primary, prefix)
+    lost = sorted(n for n in acks if n not in have)
     assert not lost, "%s: %d acknowledged writes lost, e.g. %s" % (label, len(lost), lost[:5])
     assert primary_of(nodes) is primary, "%s: the primary changed" % label
     assert fixed(nodes) == before, "%s: a queue, a Sentinel or HAProxy was restarted" % label
