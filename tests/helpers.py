@@ -73,6 +73,9 @@ def credentials_of(hostvars, inventory=None):
         path = (own if name == "cache" else shared) / ("redis_%s_password" % name)
         if given or name != "backup" or path.exists():    # backup: only on hosts the backup role has seen
             out[name] = given or path.read_text().strip()
+    # PHP sessions' own user (issue 17), on every host of this release.
+    if (shared / "session_password").exists():
+        out["session"] = (shared / "session_password").read_text().strip()
     for name in ("replica", "sentinel", "haproxy"):
         if (shared / ("%s_password" % name)).exists() and shared != own:
             out[name] = (shared / ("%s_password" % name)).read_text().strip()

@@ -24,8 +24,9 @@ description:
   - When the instance is not running (RV(running) false) nothing else is done; starting it applies the files.
   - Otherwise connects over the unix socket, authenticates as O(user) (with O(previous_password_file)'s password if
     O(password) is refused), reads C(CONFIG GET *).
-  - "A users file that differs from the running users in passwords only is applied with C(ACL SETUSER ... resetpass
-    #HASH...), which drops no connection; any other difference with C(ACL LOAD)."
+  - "A users file that differs from the running users in passwords only, or in users it adds, is applied with
+    C(ACL SETUSER ... resetpass #HASH...) (a new user: C(ACL SETUSER NAME reset RULES...)), which drops no
+    connection; any other difference with C(ACL LOAD)."
   - Settings listed in O(live) that differ are applied with C(CONFIG SET), C(maxmemory-policy) first.
   - Other differing settings are returned in RV(restart_required); this module never restarts anything.
   - If O(user) cannot authenticate (the users file changed and is not loaded yet), RV(restart_required) is C([auth]).
@@ -406,6 +407,23 @@ def password_changes(before, after):
     return {name: new[name][0] for name in new if old[name][0] != new[name][0]}
 
 
+def added_users(before, after):
+    """user -> (its hashes, its rules) for the users `after` adds to `before`, when that and passwords
+    are the only differences (a new release's new user: added live, no connection dropped); None otherwise."""
+    old, new = acl_lines(before), acl_lines(after)
+    if not old or new is None or not set(old) < set(new):
+        return None
+    if any(old[name][1] != new[name][1] for name in old):
+        return None
+    return {name: new[name] for name in new if name not in old}
+
+
+def add_users(conn, added):
+    """Create each user as the users file has it, live."""
+    for name, (hashes, rules) in sorted(added.items()):
+        conn.call("ACL", "SETUSER", name, "reset", *(list(rules) + ["#" + h for h in hashes]))
+
+
 def running_passwords(conn, users):
     """user -> the hashes the running server holds (None for a user it does not know)."""
     out = {}
@@ -784,10 +802,17 @@ def main():
                     result["diff"] = diffs
                 module.exit_json(**result)
         wanted = acl_lines(params["users"]["content"]) if params["users"] else None
+        added = {}
         if users_changed:
-            # Passwords only (a rotation, a new password): ACL SETUSER, which drops no
-            # connection; anything else: ACL LOAD, which drops the reloaded users' ones.
+            # Passwords only (a rotation, a new password), or users added (a new release's):
+            # ACL SETUSER, which drops no connection; anything else: ACL LOAD, which drops
+            # the reloaded users' ones.
             changes = password_changes(users_before, params["users"]["content"]) if users_before is not None else None
+            added = (added_users(users_before, params["users"]["content"]) if changes is None and users_before is not None
+                     else None) or {}
+            if added:
+                old, new = acl_lines(users_before), acl_lines(params["users"]["content"])
+                changes = {name: new[name][0] for name in old if old[name][0] != new[name][0]}
         elif wanted:
             # The file is as intended: do the running users hold its passwords?
             running_pw = running_passwords(conn, wanted)
@@ -799,6 +824,7 @@ def main():
         if users_changed:
             if not module.check_mode:
                 if changes is not None:
+                    add_users(conn, added)
                     set_passwords(conn, changes)
                     result["acl"] = "setuser"
                 else:

@@ -20,10 +20,34 @@ description:
     reports RV(written); else leaves the file alone.
   - When the Sentinel runs (O(service) active, O(socket) there), it logs in with O(password), reads
     C(SENTINEL MASTER) and sets with C(SENTINEL SET) every one of O(settings) whose value differs.
+  - "A rotation of the Sentinel's password (playbooks/rotate.yml), live: O(acl_hashes) are the passwords the Sentinel
+    accepts (C(ACL SETUSER default resetpass), persisted with C(SENTINEL FLUSHCONFIG)), O(auth_pass) the one it logs in
+    to the monitored instances with (C(SENTINEL SET auth-pass)), O(sentinel_pass) the one it gives the other Sentinels
+    (C(SENTINEL CONFIG SET sentinel-pass)). Each is changed only where it differs; no connection is dropped."
 options:
   name: {description: The monitored master's name., type: str, required: true}
   socket: {description: The Sentinel's unix socket., type: path, required: true}
-  password: {description: The Sentinel's own password (its requirepass)., type: str, required: true}
+  password:
+    description: The Sentinel's own password (its requirepass).
+    type: str
+    required: true
+  fallback_conf:
+    description:
+      - >-
+        The Sentinel's config file. When O(password) is refused (a rotation's phase 1, before this Sentinel accepts the
+        new password), the module logs in with the passwords this file holds (C(sentinel sentinel-pass),
+        C(sentinel auth-pass), C(requirepass)): the one in force.
+    type: path
+  acl_hashes:
+    description: SHA-256 (hex) of every password the Sentinel must accept (its C(default) user), the new one and, during a rotation, the old one.
+    type: list
+    elements: str
+  auth_pass:
+    description: The password the Sentinel logs in to the monitored instances with (C(sentinel auth-pass)); compared with O(fallback_conf)'s.
+    type: str
+  sentinel_pass:
+    description: The password the Sentinel gives the other Sentinels (C(sentinel-pass)).
+    type: str
   service: {description: The Sentinel's systemd unit., type: str, required: true}
   conf:
     description: The Sentinel's config file, written only if it does not monitor O(name) yet.
@@ -108,7 +132,7 @@ running: {description: Whether the Sentinel runs., type: bool, returned: always}
 enabled: {description: Whether its unit starts at boot., type: bool, returned: always}
 masked: {description: Whether its unit is masked., type: bool, returned: always}
 primary: {description: "The primary it follows, address:port (empty when it does not answer).", type: str, returned: always}
-applied: {description: "Settings changed live: name -> {before, after}.", type: dict, returned: always}
+applied: {description: "Settings changed live: name -> {before, after} (passwords: only their names, as C(changed)).", type: dict, returned: always}
 view: {description: "Its view: flags, number of replicas and of other Sentinels, quorum.", type: dict, returned: when running}
 stepped_down: {description: "Whether O(step_down) handed the primary role over (false: this host was a replica).", type: bool, returned: with O(step_down)}
 """
@@ -127,6 +151,40 @@ from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import
 def monitors(text, name):
     """Whether a Sentinel config file monitors master `name`."""
     return bool(re.search(r"^\s*sentinel\s+monitor\s+%s\s" % re.escape(name), text or "", re.MULTILINE))
+
+
+def conf_passwords(text, name):
+    """The clear passwords a Sentinel config file holds (sentinel-pass, the master's auth-pass,
+    requirepass), in that order: after a rotation's phase 1, sentinel-pass is the one in force
+    (Sentinel rewrites the file but keeps requirepass as it was at its start)."""
+    found = {}
+    for line in (text or "").splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[:2] == ["sentinel", "sentinel-pass"]:
+            found.setdefault("sentinel-pass", unquote(words[2]))
+        elif len(words) >= 4 and words[:2] == ["sentinel", "auth-pass"] and words[2] == name:
+            found.setdefault("auth-pass", unquote(words[3]))
+        elif len(words) >= 2 and words[0] == "requirepass":
+            found.setdefault("requirepass", unquote(words[1]))
+    out = []
+    for key in ("sentinel-pass", "auth-pass", "requirepass"):
+        if found.get(key) and found[key] not in out:
+            out.append(found[key])
+    return out
+
+
+def unquote(word):
+    """A value as Sentinel's rewrite writes it ("..." when quoted; the project's passwords are letters and digits)."""
+    return word[1:-1] if len(word) >= 2 and word[0] == word[-1] == '"' else word
+
+
+def auth_pass_of(text, name):
+    """The master's auth-pass in a Sentinel config file ('' when none)."""
+    for line in (text or "").splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[:3] == ["sentinel", "auth-pass", name]:
+            return unquote(words[3])
+    return ""
 
 
 def pairs(flat):
@@ -286,7 +344,7 @@ def step_down(params, deadline):
         # A replica, or a primary with no replica yet (a group forming: nobody to hand over to).
         if info.get("role") != "master" or not replicas_of(info):
             return False
-        sentinel = login(params["socket"], None, params["password"], params["timeout"])
+        sentinel = sentinel_login(params)
         with open(queue["conf"], encoding="utf-8") as handle:
             intended = handle.read()         # the role's new file, for the restart that follows
         fence = conn.call("CONFIG", "GET", "min-replicas-to-write")[1]
@@ -341,6 +399,67 @@ def step_down(params, deadline):
     return True
 
 
+def sentinel_login(params):
+    """A connection to the Sentinel, logged in with O(password), else with a password its config
+    file holds (O(fallback_conf): the one in force during a rotation's phase 1)."""
+    conn = connect(params["socket"], params["timeout"])
+    tried = [params["password"]]
+    if params.get("fallback_conf"):
+        try:
+            with open(params["fallback_conf"], encoding="utf-8") as handle:
+                tried += [p for p in conf_passwords(handle.read(), params["name"]) if p not in tried]
+        except OSError:
+            pass
+    try:
+        for number, password in enumerate(tried):
+            try:
+                conn.call("AUTH", password)
+                return conn
+            except RedisError as exc:
+                if "WRONGPASS" not in str(exc) or number == len(tried) - 1:
+                    raise
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def sync_passwords(conn, params, result, check_mode):
+    """O(acl_hashes), O(auth_pass), O(sentinel_pass) where the running Sentinel differs."""
+    if params["acl_hashes"]:
+        reply = conn.call("ACL", "GETUSER", "default")
+        fields = dict(zip(reply[::2], reply[1::2])) if reply else {}
+        wanted = sorted({h.lower() for h in params["acl_hashes"]})
+        if sorted(set(fields.get("passwords") or [])) != wanted:
+            if not check_mode:
+                conn.call("ACL", "SETUSER", "default", "resetpass", *["#" + h for h in wanted])
+            result["applied"]["passwords"] = dict(changed=True)
+    if params["auth_pass"]:
+        current = ""
+        if params.get("fallback_conf"):
+            try:
+                with open(params["fallback_conf"], encoding="utf-8") as handle:
+                    current = auth_pass_of(handle.read(), params["name"])
+            except OSError:
+                pass
+        if current != params["auth_pass"]:
+            if not check_mode:
+                conn.call("SENTINEL", "SET", params["name"], "auth-pass", params["auth_pass"])
+            result["applied"]["auth-pass"] = dict(changed=True)
+    if params["sentinel_pass"]:
+        reply = conn.call("SENTINEL", "CONFIG", "GET", "sentinel-pass")
+        current = dict(zip(reply[::2], reply[1::2])).get("sentinel-pass") if reply else None
+        if current != params["sentinel_pass"]:
+            if not check_mode:
+                conn.call("SENTINEL", "CONFIG", "SET", "sentinel-pass", params["sentinel_pass"])
+            result["applied"]["sentinel-pass"] = dict(changed=True)
+    if "passwords" in result["applied"] and not check_mode:
+        # SENTINEL SET and CONFIG SET write the file themselves; an ACL change only with this.
+        conn.call("SENTINEL", "FLUSHCONFIG")
+    if any(key in result["applied"] for key in ("passwords", "auth-pass", "sentinel-pass")):
+        result["changed"] = True
+
+
 def write(spec):
     path = spec["path"]
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".%s." % os.path.basename(path))
@@ -357,6 +476,10 @@ def main():
             name=dict(type="str", required=True),
             socket=dict(type="path", required=True),
             password=dict(type="str", required=True, no_log=True),
+            fallback_conf=dict(type="path"),
+            acl_hashes=dict(type="list", elements="str", no_log=False),
+            auth_pass=dict(type="str", no_log=True),
+            sentinel_pass=dict(type="str", no_log=True),
             service=dict(type="str", required=True),
             conf=dict(type="dict", options=dict(path=dict(type="path", required=True),
                                                 content=dict(type="str", required=True, no_log=True),
@@ -416,9 +539,8 @@ def main():
         module.exit_json(**result)
     result["running"] = True
     try:
-        conn = connect(params["socket"], params["timeout"])
+        conn = sentinel_login(params)
         try:
-            conn.call("AUTH", params["password"])
             master = pairs(conn.call("SENTINEL", "MASTER", params["name"]))
             result["primary"] = "%s:%s" % (master.get("ip"), master.get("port"))
             result["view"] = {key: master.get(key) for key in ("flags", "num-slaves", "num-other-sentinels", "quorum",
@@ -429,6 +551,7 @@ def main():
                         conn.call("SENTINEL", "SET", params["name"], key, after)
                     result["applied"][key] = dict(before=before, after=after)
                     result["changed"] = True
+                sync_passwords(conn, params, result, module.check_mode)
         finally:
             conn.close()
     except (RedisError, OSError) as exc:

@@ -40,7 +40,7 @@ def test_a_controller_without_the_secrets_changes_nothing_and_says_what_is_missi
     refused(every_host, tmp_path, {"redis_credentials_dir": str(empty)},
             {hostvars["inventory_hostname"]: [
                 r"redis_credentials_dir: \S+ already runs this project's instances",
-                r"no cache, queue, admin, monitor, backup password",
+                r"no cache, queue, admin, monitor, backup, session password",
                 r"teammate-secrets/%s/redis_cache_password" % hostvars["inventory_hostname"],
                 r"playbooks/recover-credentials.yml", r"playbooks/rotate.yml"] for _, _, hostvars in every_host})
     assert [host_state(host, redis) for host, redis, _ in every_host] == before
@@ -80,9 +80,10 @@ def test_recovery_writes_the_controllers_files_and_changes_nothing_on_the_host(e
 
 
 def test_a_host_from_before_the_store_gives_back_what_it_holds_in_clear(every_host, tmp_path):
-    """No /etc/redis-vps/credentials (provisioned by an older release): the queue's password
-    comes from PHP's ini, monitor's from the exporter's env or password file, backup's from its file; cache
-    and admin exist only as hashes there and are said to be lost."""
+    """No /etc/redis-vps/credentials (provisioned by an older release): the session user's password
+    comes from PHP's ini (an older release's ini held the queue's), monitor's from the exporter's env or
+    password file, backup's from its file; cache, queue and admin exist only as hashes there and are
+    said to be lost."""
     for host, _, _ in every_host:
         host.run_test("mv %s /root/store.aside" % STORE)
     try:
@@ -90,12 +91,14 @@ def test_a_host_from_before_the_store_gives_back_what_it_holds_in_clear(every_ho
         rc, out = playbook(path=REPO / "playbooks" / "recover-credentials.yml",
                            extra_vars={"redis_credentials_dir": str(new)}, tmp_path=tmp_path)
         assert rc == 0, out
-        assert "Not recovered: cache, admin" in out, out
+        assert "Not recovered: cache, queue, admin" in out, out
         for host, redis, hostvars in every_host:
             folder = new / hostvars["inventory_hostname"]
-            for name in ("queue", "monitor", "backup"):
+            for name in ("monitor", "backup"):
                 assert (folder / ("redis_%s_password" % name)).read_text() == redis.credentials[name]
-            assert not (folder / "redis_cache_password").exists() and not (folder / "redis_admin_password").exists()
+            assert (folder / "session_password").read_text() == redis.credentials["session"]
+            for name in ("cache", "queue", "admin"):
+                assert not (folder / ("redis_%s_password" % name)).exists()
     finally:
         for host, _, _ in every_host:
             host.run_test("rm -rf %s && mv /root/store.aside %s" % (STORE, STORE))

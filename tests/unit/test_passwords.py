@@ -111,3 +111,12 @@ def test_the_store_folder_is_made_root_only_and_a_retired_hash_removed(tmp_path)
     result = {"written": [], "changed": False}
     mod.sync_other_files(Module(), result)
     assert result == {"written": [], "changed": False}
+
+
+def test_a_user_added_beside_unchanged_ones_is_added_live():
+    """A new release's new user (PHP sessions' `session`): ACL SETUSER, no ACL LOAD (issue 17)."""
+    added = BEFORE + "user session on #%s resetkeys -@all ~PHPREDIS_SESSION:* +get\n" % H["new"]
+    assert mod.added_users(BEFORE, added) == {"session": ([H["new"]], ["on", "resetkeys", "-@all", "~PHPREDIS_SESSION:*", "+get"])}
+    assert mod.added_users(BEFORE, added.replace("+info", "")) is None       # another rule changed too
+    assert mod.added_users(added, BEFORE) is None                             # a user removed
+    assert mod.added_users(BEFORE, BEFORE) is None and mod.added_users(None, BEFORE) is None
