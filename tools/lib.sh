@@ -66,6 +66,12 @@ newest_python() {
 
 # A Docker engine from Debian's docker.io, started detached when nothing answers.
 ensure_docker() {
+  # Each systemd container takes a dozen inotify instances of root's 128 (the kernel's
+  # default): two lanes of scenarios, a dozen containers, reach it, and the next
+  # container's systemd then exits at start. This machine's own setting, not a VPS's.
+  if [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -lt 1024 ]; then
+    sysctl -qw fs.inotify.max_user_instances=1024 || log "could not raise fs.inotify.max_user_instances"
+  fi
   docker info >/dev/null 2>&1 && return 0
   ensure_apt_packages docker.io
   if ! docker info >/dev/null 2>&1; then
