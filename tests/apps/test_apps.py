@@ -7,7 +7,9 @@ removed-app-host test puts the host back at its end).
 """
 import json
 import os
+import pathlib
 import shlex
+import shutil
 import subprocess
 import time
 
@@ -176,11 +178,19 @@ def inventory_without(name):
     return inventory
 
 
+def write_inventory(inventory, tmp_path):
+    """The inventory beside a copy of molecule's group_vars and host_vars (the credentials folder)."""
+    folder = tmp_path / "inventory"
+    shutil.copytree(pathlib.Path(INVENTORY).parent, folder)
+    path = folder / pathlib.Path(INVENTORY).name
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
 def test_an_app_host_taken_out_of_the_inventory_is_refused_after_the_next_run(apps, redis_vps, passwords, tmp_path):
     gone = apps[1]
     assert gone.resp(6379, [["PING"]], passwords["cache"]) == ["OK", "PONG"]
-    path = tmp_path / "inventory.yml"
-    path.write_text(yaml.safe_dump(inventory_without(gone.name)))
+    path = write_inventory(inventory_without(gone.name), tmp_path)
     cmd = ["ansible-playbook", "-i", str(path), str(REPO / "site.yml"), "--limit", redis_vps.name]
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1")
     try:
@@ -211,8 +221,7 @@ def test_bad_input_is_refused_before_any_change(extra, words, tmp_path):
 
 
 def refused_with(inventory, tmp_path, words):
-    path = tmp_path / "inventory.yml"
-    path.write_text(yaml.safe_dump(inventory))
+    path = write_inventory(inventory, tmp_path)
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1")
     done = subprocess.run(["ansible-playbook", "-i", str(path), str(REPO / "site.yml")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
