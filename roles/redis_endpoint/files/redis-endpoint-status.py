@@ -1,11 +1,9 @@
-#!/usr/bin/python3
 """Read-only report of this host's Redis endpoints (the redis_endpoint role's HAProxy):
 for each frontend of /etc/haproxy/haproxy.cfg, whether a RESP PING through
 127.0.0.1:PORT answers (+PONG, or -NOAUTH without a password: the server is there), its
 round trip in ms, and which server HAProxy sends it to (its stats socket: the servers
 UP). Prints one JSON object; sends no password anywhere."""
 import json
-import re
 import socket
 import time
 
