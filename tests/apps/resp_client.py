@@ -4,7 +4,8 @@ there). Usage: REDIS_PASSWORD=... resp_client.py PORT '[["SET","k","v"],["GET","
 Logs in as the default user when REDIS_PASSWORD is set, sends each command in order on
 one connection and prints the replies as JSON (errors as {"error": text}); with
 --limiter KEY LIMIT WINDOW it runs the sliding-window limiter once instead and prints
-{"allowed": bool, "count": n}.
+{"allowed": bool, "count": n}; with --bench N it times N GETs one after the other
+(tools/bench-apps). PORT may be a unix socket's path.
 """
 import json
 import os
@@ -24,7 +25,12 @@ def encode(args):
 
 class Conn:
     def __init__(self, port, host="127.0.0.1", timeout=5):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if str(port).startswith("/"):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(timeout)
+            self.sock.connect(port)
+        else:
+            self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.buf = self.sock.makefile("rb")
 
     def reply(self):
@@ -69,14 +75,29 @@ def limiter(conn, key, limit, window):
     return {"allowed": count <= limit, "count": count}
 
 
+def bench(conn, count):
+    """Round trips of a GET, in microseconds: median, 99th percentile, mean."""
+    conn.call("SET", "bench:apps", "x" * 100)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        conn.call("GET", "bench:apps")
+        times.append((time.perf_counter() - start) * 1e6)
+    times.sort()
+    return {"count": count, "median_us": round(times[len(times) // 2], 1),
+            "p99_us": round(times[int(len(times) * 0.99) - 1], 1), "mean_us": round(sum(times) / len(times), 1)}
+
+
 def main():
-    port = int(sys.argv[1])
+    port = sys.argv[1]
     conn = Conn(port)
     password = os.environ.get("REDIS_PASSWORD")
     out = []
     if password:
         out.append(conn.call("AUTH", password))
-    if sys.argv[2] == "--limiter":
+    if sys.argv[2] == "--bench":
+        out.append(bench(conn, int(sys.argv[3])))
+    elif sys.argv[2] == "--limiter":
         conn.call("SELECT", 3)
         out.append(limiter(conn, sys.argv[3], int(sys.argv[4]), float(sys.argv[5])))
     else:
