@@ -150,6 +150,20 @@ def test_nothing_between_the_vpses_answers_plain_resp(apps, redis_vps):
             assert out.rc != 0, (app.name, other.name, port)
 
 
+def test_the_status_play_shows_each_endpoint_and_the_app_hosts_connected(apps, redis_vps):
+    rc, out = playbook(path=REPO / "playbooks" / "status.yml")
+    assert rc == 0, out[-3000:]
+    for name, port in (("cache", 6379), ("queue", 6380)):
+        # On each app host: reachable, a round trip, the Redis host behind it.
+        assert out.count("%s 127.0.0.1:%d reachable, " % (name, port)) == len(apps), out[-3000:]
+        assert "behind it %s %s:%d" % (redis_vps.name, redis_vps.address, port) in out, out[-3000:]
+        # On the Redis host: each app host, by name and address.
+        assert "app hosts on %s:" % name in out, out[-3000:]
+    for app in apps:
+        assert "%s (%s): " % (app.name, app.address) in out, out[-3000:]
+    assert changed_count(out) == 0
+
+
 def probe_connects(address, port):
     done = subprocess.run(["docker", "exec", PROBE, "timeout", "3", "bash", "-c",
                            "exec 3<>/dev/tcp/%s/%d" % (address, port)], capture_output=True, text=True)
