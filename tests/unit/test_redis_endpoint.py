@@ -62,7 +62,7 @@ def test_an_app_host_reaches_both_instances_over_tls():
     for name, port in (("cache", 6379), ("queue", 6380)):
         block = text.split("\nbackend %s_server" % name)[1].split("frontend")[0]
         assert "bind 127.0.0.1:%d\n    default_backend %s_server" % (port, name) in text
-        assert "tcp-check connect ssl" in block and "AUTH" not in block
+        assert "tcp-check connect ssl" in block and "AUTH haproxy" not in block
         assert 'tcp-check send "PING\\r\\n"' in block and "tcp-check expect rstring ^([+]PONG|-NOAUTH)" in block
         assert "ssl verify required ca-file /etc/haproxy/redis-vps/ca.crt crt /etc/haproxy/redis-vps/haproxy.pem" in block
         assert "server redis1 10.0.0.10:%d check" % port in block
