@@ -55,6 +55,8 @@ PRODUCED_FACTS = {
               "redis_adopt_report"},
     # tasks/main.yml: the X.Y of the newest php-fpmX.Y on the host, used in paths and units.
     "php_session": {"php_session_php_version"},
+    # tasks/status.yml: the endpoints' state on an app host (playbooks/status.yml).
+    "redis_endpoint": {"redis_endpoint_health"},
     # tasks/main.yml: packages installed in this run; the other roles skip their
     # install when theirs are all in it.
     "vps_packages": {"vps_packages_ensured"},
