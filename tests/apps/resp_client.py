@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A tiny RESP client the tests install on an app host (which has no redis-cli: no Redis
-there). Usage: REDIS_PASSWORD=... resp_client.py PORT '[["SET","k","v"],["GET","k"]]'
+"""The tests' command-line RESP client on an app host (which has no redis-cli: no Redis
+there), on the collection's one client (plugins/module_utils/redis_resp.py beside it). Usage: REDIS_PASSWORD=... resp_client.py PORT '[["SET","k","v"],["GET","k"]]'
 Logs in as the default user when REDIS_PASSWORD is set, sends each command in order on
 one connection and prints the replies as JSON (errors as {"error": text}); with
 --limiter KEY LIMIT WINDOW it runs the sliding-window limiter once instead and prints
@@ -9,53 +9,24 @@ one connection and prints the replies as JSON (errors as {"error": text}); with
 """
 import json
 import os
-import socket
 import sys
 import time
 import uuid
 
-
-def encode(args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
+from redis_resp import RedisError, RespConnection   # the collection's client, copied beside this file
 
 
 class Conn:
-    def __init__(self, port, host="127.0.0.1", timeout=5):
-        if str(port).startswith("/"):
-            self.sock = socket.socket(socket.AF_UNIX)
-            self.sock.settimeout(timeout)
-            self.sock.connect(port)
-        else:
-            self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self.buf = self.sock.makefile("rb")
+    """An error reply comes back as {"error": text}, the way this program prints it."""
 
-    def reply(self):
-        line = self.buf.readline()
-        if not line:
-            raise ConnectionError("connection closed")
-        kind, rest = line[:1], line[1:-2].decode()
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            return {"error": rest}
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            if rest == "-1":
-                return None
-            data = self.buf.read(int(rest) + 2)[:-2]
-            return data.decode(errors="replace")
-        if kind == b"*":
-            return None if rest == "-1" else [self.reply() for _ in range(int(rest))]
-        raise ConnectionError("not RESP: %r" % line[:40])
+    def __init__(self, port, host="127.0.0.1", timeout=5):
+        self.conn = RespConnection(port if str(port).startswith("/") else (host, int(port)), timeout)
 
     def call(self, *args):
-        self.sock.sendall(encode(args))
-        return self.reply()
+        try:
+            return self.conn.call(*args)
+        except RedisError as error:
+            return {"error": str(error)}
 
 
 def limiter(conn, key, limit, window):

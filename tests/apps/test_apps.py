@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from helpers import INVENTORY, REPO, changed_count, credentials_of, php_session, playbook, put_file
+from helpers import INVENTORY, REPO, changed_count, credentials_of, php_session, playbook, put_program
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/apps' inventory")
 
@@ -30,7 +30,7 @@ class Vps:
         self.vars = host.ansible.get_variables()
         self.name = self.vars["inventory_hostname"]
         self.address = self.vars["redis_private_address"]
-        put_file(host, CLIENT, (REPO / "tests" / "apps" / "resp_client.py").read_text(), mode="0755")
+        put_program(host, CLIENT, REPO / "tests" / "apps" / "resp_client.py")   # with redis_resp.py beside it
 
     def resp(self, port, commands, password=None, check=True):
         """The replies to `commands` (a list of argument lists) on 127.0.0.1:port of this host."""

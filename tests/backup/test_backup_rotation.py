@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 import testinfra
-from helpers import INVENTORY, REPO, Redis, RedisCommandError, credentials_of, instances_of, playbook, put_file
+from helpers import INVENTORY, REPO, Redis, RedisCommandError, credentials_of, instances_of, playbook, put_file, put_program
 from test_backup import ok
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
@@ -32,7 +32,7 @@ class Vps:
     def start_writer(self):
         """Rounds of 5 s of writes (500 SETs a second) until WORK/stop appears; each round's JSON line
         and exit code go to WORK/rounds (the password from a root-only file, on no command line)."""
-        put_file(self.host, WRITER, (pathlib.Path(__file__).parent / "writer.py").read_text())
+        put_program(self.host, WRITER, pathlib.Path(__file__).parent / "writer.py")   # with redis_resp.py beside it
         put_file(self.host, WORK + "/pw", self.redis.credentials["queue"] + "\n", mode="0600")
         self.host.run_test("rm -f %s/stop %s/done %s/rounds" % (WORK, WORK, WORK))
         self.host.run_test(

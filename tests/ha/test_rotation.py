@@ -11,7 +11,7 @@ import shlex
 import time
 
 import pytest
-from helpers import INVENTORY, REPO, changed_count, credentials_of, php_session, playbook, put_file
+from helpers import INVENTORY, REPO, changed_count, credentials_of, php_session, playbook, put_program
 from test_ha import FIGURES, WRITER, nodes, primary_of, stored, writer_log  # noqa: F401  (nodes: a fixture)
 from test_rolling import background
 
@@ -62,7 +62,7 @@ def under_writer(nodes, tmp_path, label, *args):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
     prefix = "rot%d" % int(time.time())
-    put_file(client.host, WRITER, (REPO / "tests" / "ha" / "writer.py").read_text())
+    put_program(client.host, WRITER, REPO / "tests" / "ha" / "writer.py")
     writer = background(client, "exec python3 %s 6380 1200 0.01 /tmp/%s.log %s" % (WRITER, prefix, prefix),
                         "REDIS_PASSWORD=%s" % shlex.quote(client.credentials["queue"]))
     before, synced = fixed(nodes), resyncs(primary)
@@ -141,7 +141,7 @@ def test_a_failover_after_the_rotation_loses_no_acknowledged_write(nodes):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
     prefix = "rotfo%d" % int(time.time())
-    put_file(client.host, WRITER, (REPO / "tests" / "ha" / "writer.py").read_text())
+    put_program(client.host, WRITER, REPO / "tests" / "ha" / "writer.py")
     writer = background(client, "exec python3 %s 6380 1200 0.01 /tmp/%s.log %s" % (WRITER, prefix, prefix),
                         "REDIS_PASSWORD=%s" % shlex.quote(client.credentials["queue"]))
     fence = primary.redis.run("queue", "CONFIG", "GET", "min-replicas-to-write").splitlines()[1]
