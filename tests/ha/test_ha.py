@@ -157,6 +157,7 @@ def test_apps_write_through_127_0_0_1_6380_on_every_host(nodes):
         assert primary.redis.run("queue", "GET", "ha:endpoint:%s" % n.name) == "ok"
 
 
+@pytest.mark.timed
 def test_kill_9_of_the_primary_keeps_every_acknowledged_write(nodes):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
@@ -196,6 +197,7 @@ def power_off_failover(nodes, label):
     return gap
 
 
+@pytest.mark.timed
 def test_power_off_of_the_primary_fails_over_and_keeps_sessions(nodes):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
@@ -213,6 +215,7 @@ def test_power_off_of_the_primary_fails_over_and_keeps_sessions(nodes):
                       % (len(gaps), min(gaps), max(gaps), sum(gaps) / len(gaps)))
 
 
+@pytest.mark.timed
 def test_a_partitioned_primary_stops_taking_writes_and_rejoins_as_a_replica(nodes):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
@@ -233,6 +236,7 @@ def test_a_partitioned_primary_stops_taking_writes_and_rejoins_as_a_replica(node
     assert now.redis.run("queue", "EXISTS", "ha:isolated") == "0"
 
 
+@pytest.mark.timed
 def test_a_rerun_after_failovers_changes_nothing_and_keeps_the_primary(nodes):
     primary = primary_of(nodes)
     rc, out = playbook()

@@ -18,7 +18,8 @@ import yaml
 from helpers import INVENTORY, REPO, changed_count, playbook, put_program
 from test_ha import FIGURES, WRITER, nodes, primary_of, stored, writer_log  # noqa: F401  (nodes: a fixture)
 
-pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/ha's inventory")
+pytestmark = [pytest.mark.skipif(not INVENTORY, reason="needs molecule/ha's inventory"),
+              pytest.mark.timed]   # each restart's gap for the writers
 
 DEFAULTS = yaml.safe_load((REPO / "roles" / "redis" / "defaults" / "main.yml").read_text())
 # hz is applied live by default; without it in the list, a new value needs a restart.
