@@ -57,14 +57,20 @@ def check_logins(nodes, creds, works):
         assert auth(n, "-s /run/sentinel/sentinel.sock", None, creds["sentinel"]) is works, (n.name, "Sentinel", works)
 
 
+def endless_writer(client, prefix):
+    """A client writing numbered keys (PREFIX:N) through its host's endpoint every 10 ms until
+    killed (at most 20 minutes); returns its PID. writer_log reads what it acknowledged."""
+    put_program(client.host, WRITER, REPO / "tests" / "ha" / "writer.py")
+    return background(client, "exec python3 %s 6380 1200 0.01 /tmp/%s.log %s" % (WRITER, prefix, prefix),
+                      "REDIS_PASSWORD=%s" % shlex.quote(client.credentials["queue"]))
+
+
 def under_writer(nodes, tmp_path, label, *args):
     """rotate.yml with `args` while a client writes through another host's endpoint; checks the writes."""
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
     prefix = "rot%d" % int(time.time())
-    put_program(client.host, WRITER, REPO / "tests" / "ha" / "writer.py")
-    writer = background(client, "exec python3 %s 6380 1200 0.01 /tmp/%s.log %s" % (WRITER, prefix, prefix),
-                        "REDIS_PASSWORD=%s" % shlex.quote(client.credentials["queue"]))
+    writer = endless_writer(client, prefix)
     before, synced = fixed(nodes), resyncs(primary)
     try:
         time.sleep(2)
@@ -141,9 +147,7 @@ def test_a_failover_after_the_rotation_loses_no_acknowledged_write(nodes):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
     prefix = "rotfo%d" % int(time.time())
-    put_program(client.host, WRITER, REPO / "tests" / "ha" / "writer.py")
-    writer = background(client, "exec python3 %s 6380 1200 0.01 /tmp/%s.log %s" % (WRITER, prefix, prefix),
-                        "REDIS_PASSWORD=%s" % shlex.quote(client.credentials["queue"]))
+    writer = endless_writer(client, prefix)
     fence = primary.redis.run("queue", "CONFIG", "GET", "min-replicas-to-write").splitlines()[1]
     try:
         time.sleep(2)
