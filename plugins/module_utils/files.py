@@ -4,7 +4,7 @@ with its final owner and mode, renamed into place: never there half-written nor,
 briefly, readable by others), after an optional check command on the new content and an
 optional backup copy of the old file. The standard library only.
 
-Used by plugins/modules/redis_instance.py and plugins/modules/host_files.py."""
+Used by plugins/modules/redis_instance.py, host_files.py and redis_backup_setup.py."""
 
 import grp
 import os
@@ -17,9 +17,14 @@ class CheckFailed(Exception):
     """The check command refused the new content (nothing was written)."""
 
 
-def read(path):
-    """A text file's content, or None when it is not there."""
+def read(path, exact=False):
+    """A text file's content, or None when it is not there. `exact`: as it is byte for byte
+    (line ends kept as they are, bytes that are not UTF-8 kept as surrogates), so that it
+    equals a content only when the file holds exactly that content's UTF-8 bytes."""
     try:
+        if exact:
+            with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+                return handle.read()
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except FileNotFoundError:
@@ -74,17 +79,36 @@ def check_content(run_command, command, path, content):
         raise CheckFailed(" ".join((err or out or "exit status %d" % rc).split())[-600:])
 
 
+def sync_dir(path, owner="root", group="root", mode="0755", check_mode=False):
+    """Make the folder path exist with owner, group and mode (made with its parents where
+    missing: the folder itself 0700 until its owner and mode are set). Returns whether
+    anything was, or would be, done."""
+    uid, gid, want_mode = ids(owner, group, mode)
+    try:
+        if not attributes_differ(path, uid, gid, want_mode):
+            return False
+    except FileNotFoundError:
+        if check_mode:
+            return True
+        os.makedirs(path, mode=0o700)
+    if not check_mode:
+        os.chown(path, uid, gid)
+        os.chmod(path, want_mode)
+    return True
+
+
 def sync(path, content, owner="root", group="root", mode="0644", check=None, backup=None, run_command=None,
-         check_mode=False, dir_mode=None):
+         check_mode=False, dir_mode=None, exact=False):
     """Make path hold content with owner, group and mode. Returns a dict:
     changed (anything done or to do), written (the content was, or would be, replaced),
     before (the old content, None if the file was not there), backup (the copy's path).
     `check`: a command with %s, run on the new content first (CheckFailed: nothing
     written). `backup`: a function path -> the copy's path (AnsibleModule.backup_local),
     called before an existing file is replaced. `dir_mode`: the folder's mode, the folder
-    made (root, 0755 or that mode) when missing."""
+    made (root, 0755 or that mode) when missing. `exact`: the old content is compared byte
+    for byte (see read)."""
     uid, gid, want_mode = ids(owner, group, mode)
-    before = read(path)
+    before = read(path, exact)
     out = dict(changed=False, written=False, before=before, backup=None)
     folder = os.path.dirname(path)
     folder_ok = not dir_mode or not os.path.isdir(folder) or os.stat(folder).st_mode & 0o7777 == int(dir_mode, 8)

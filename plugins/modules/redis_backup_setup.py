@@ -1,15 +1,18 @@
 #!/usr/bin/python
 """Put the backup program, its units, settings and secrets in place and the timers in
 the state asked, in one module run per host (a rerun that changes nothing costs one
-module run: a file, template and systemd task each would cost one apiece)."""
+module run: a file, template and systemd task each would cost one apiece). The files and
+folders are written by the collection's one file writer (module_utils/files.py), the
+timers' states read by its one systemd reader (module_utils/systemd.py)."""
 
 DOCUMENTATION = r"""
 module: redis_backup_setup
 short_description: Write the backup's files and folders, enable or disable its timers, in one run
 description:
   - Each folder of O(dirs) is created, its owner and mode corrected.
-  - Each file of O(files) whose content, owner or mode differs is written (a temporary file with its final owner
-    and mode, renamed into place). Contents are never shown (some are secrets).
+  - Each file of O(files) whose content differs, byte for byte, is written (a temporary file with its final owner
+    and mode, renamed into place); one whose owner or mode alone differs gets them set. Contents are never shown
+    (some are secrets).
   - When a written file is under /etc/systemd/system, systemd reloads its units.
   - Each timer of O(timers) is enabled and started (O(enabled) true) or stopped and disabled (false), only where
     it is not so already; a timer whose unit files changed is restarted so that a new schedule applies.
@@ -102,7 +105,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 written:
-  description: Files written.
+  description: Files written, or whose owner or mode was set (in check mode, to be).
   type: list
   elements: str
   returned: always
@@ -114,64 +117,60 @@ timers:
   sample: {"redis-vps-backup@queue.timer": {active: true, enabled: true}}
 """
 
-import grp
-import os
-import pwd
-import tempfile
-
 from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
+from ansible_collections.redis_vps.server.plugins.module_utils import files as host_file
+from ansible_collections.redis_vps.server.plugins.module_utils import systemd
 
 
-def ids(spec):
-    return pwd.getpwnam(spec["owner"]).pw_uid, grp.getgrnam(spec["group"]).gr_gid, int(spec["mode"], 8)
-
-
-def sync_dir(module, spec):
-    uid, gid, mode = ids(spec)
-    try:
-        st = os.stat(spec["path"])
-        if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode):
-            return False
-    except FileNotFoundError:
-        if not module.check_mode:
-            os.makedirs(spec["path"], mode=0o700)
-    if not module.check_mode:
-        os.chown(spec["path"], uid, gid)
-        os.chmod(spec["path"], mode)
-    return True
-
-
-def sync_file(module, spec):
-    uid, gid, mode = ids(spec)
-    path, content = spec["path"], spec["content"].encode()
-    try:
-        with open(path, "rb") as handle:
-            same = handle.read() == content
-        st = os.stat(path)
-        if same and (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode):
-            return False
-    except FileNotFoundError:
-        pass
-    if not module.check_mode:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".")
+def sync_dirs(module, result):
+    for spec in module.params["dirs"]:
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-            os.chown(tmp, uid, gid)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except OSError as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            module.fail_json(msg="cannot write %s: %s" % (path, exc))
-    return True
+            result["changed"] |= host_file.sync_dir(spec["path"], spec["owner"], spec["group"], spec["mode"],
+                                                    check_mode=module.check_mode)
+        except (OSError, KeyError, ValueError) as exc:
+            module.fail_json(msg="cannot make the folder %s: %s" % (spec["path"], exc), **result)
 
 
-def systemctl(module, *args):
-    rc, out, err = module.run_command(["systemctl"] + list(args))
+def sync_files(module, result):
+    """Each file compared byte for byte; one whose content, owner or mode differs is listed in `written`."""
+    for spec in module.params["files"]:
+        try:
+            done = host_file.sync(spec["path"], spec["content"], spec["owner"], spec["group"], spec["mode"],
+                                  check_mode=module.check_mode, exact=True)
+        except (OSError, KeyError, ValueError) as exc:
+            module.fail_json(msg="cannot write %s: %s" % (spec["path"], exc), **result)
+        if done["changed"]:
+            result["written"].append(spec["path"])
+            result["changed"] = True
+
+
+def systemctl(module, result, *args):
+    rc, dummy, err = module.run_command(["systemctl"] + list(args))
     if rc != 0:
-        module.fail_json(msg="systemctl %s: %s" % (" ".join(args), err.strip()))
-    return out
+        module.fail_json(msg="systemctl %s: %s" % (" ".join(args), err.strip()), **result)
+
+
+def sync_timers(module, result, units_changed):
+    """Each timer enabled and started (or stopped and disabled) where it is not so; one whose
+    unit files changed restarted, so that a new schedule applies."""
+    params = module.params
+    try:
+        states = systemd.show(module.run_command, params["timers"])
+    except RuntimeError as exc:
+        module.fail_json(msg=str(exc), **result)
+    for timer in params["timers"]:
+        state = systemd.summary(states.get(timer, {}))
+        active, enabled = state["active"], state["enabled"]
+        result["timers"][timer] = state
+        if params["enabled"] and (not active or not enabled or units_changed):
+            if not module.check_mode:
+                systemctl(module, result, "enable", timer)
+                systemctl(module, result, "restart" if active else "start", timer)
+            result["changed"] = True
+        elif not params["enabled"] and (active or enabled):
+            if not module.check_mode:
+                systemctl(module, result, "disable", "--now", timer)
+            result["changed"] = True
 
 
 def main():
@@ -187,33 +186,13 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
     result = dict(changed=False, written=[], timers={})
-    for spec in params["dirs"]:
-        result["changed"] |= sync_dir(module, spec)
-    for spec in params["files"]:
-        if sync_file(module, spec):
-            result["written"].append(spec["path"])
-            result["changed"] = True
+    sync_dirs(module, result)
+    sync_files(module, result)
     units_changed = any(p.startswith("/etc/systemd/system/") for p in result["written"])
     if units_changed and not module.check_mode:
-        systemctl(module, "daemon-reload")
-    if params["timers"]:
-        out = systemctl(module, "show", "--property=ActiveState,UnitFileState", *params["timers"])
-        blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-                  for block in out.strip().split("\n\n")]
-        for timer, state in zip(params["timers"], blocks):
-            active, enabled = state.get("ActiveState") == "active", state.get("UnitFileState") == "enabled"
-            result["timers"][timer] = dict(active=active, enabled=enabled)
-            if params["enabled"] and (not active or not enabled or units_changed):
-                if not module.check_mode:
-                    systemctl(module, "enable", timer)
-                    systemctl(module, "restart" if active else "start", timer)
-                result["changed"] = True
-            elif not params["enabled"] and (active or enabled):
-                if not module.check_mode:
-                    systemctl(module, "disable", "--now", timer)
-                result["changed"] = True
+        systemctl(module, result, "daemon-reload")
+    sync_timers(module, result, units_changed)
     module.exit_json(**result)
 
 
