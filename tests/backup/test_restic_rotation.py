@@ -4,6 +4,7 @@ password, the host and the controller switch to it, a new backup works and a sna
 restores with it; phase 2 removes the old key, after which the old password opens nothing and the
 old snapshots still restore. Nothing restarts, a site.yml rerun after each phase changes nothing,
 no password reaches the playbook output, and bad input is refused before any change."""
+import concurrent.futures
 import json
 import pathlib
 import re
@@ -128,11 +129,15 @@ def test_a_new_repository_password_outside_a_rotation_is_refused(every_vps, tmp_
 
 
 def restore_each(every_vps, snapshots, tmp_path):
-    """Each host's queue back from its off-site snapshot taken before the rotation."""
+    """Each host's queue back from its off-site snapshot taken before the rotation: one run per host
+    (each its own snapshot), side by side."""
     for vps in every_vps:
         vps.redis.run("queue", "SET", "rr:marker", "changed since", user="default")
-        out = ok(*playbook("-e", "redis_restore_offsite=true", "-e", "redis_restore_snapshot=" + snapshots[vps.name],
-                           path=RESTORE, tmp_path=tmp_path, limit=vps.name))
+    with concurrent.futures.ThreadPoolExecutor(len(every_vps)) as pool:
+        runs = {vps.name: pool.submit(playbook, "-e", "redis_restore_offsite=true", "-e", "redis_restore_snapshot=" + snapshots[vps.name],
+                                      path=RESTORE, limit=vps.name) for vps in every_vps}
+    for vps in every_vps:
+        out = ok(*runs[vps.name].result())
         assert "keys back from offsite:%s" % snapshots[vps.name] in out, out[-3000:]
         assert vps.redis.run("queue", "GET", "rr:marker", user="default") == "before " + vps.name
 
