@@ -46,15 +46,21 @@ SET_FACT_MODULES = {"set_fact", "ansible.builtin.set_fact", "ansible.legacy.set_
 # outputs, not inputs, so they belong in no spec. Every set_fact or register name with
 # the role's prefix must be listed here, and every name listed must still be set.
 PRODUCED_FACTS = {
-    # tasks/credentials.yml: the passwords in use, given or generated; php_session
-    # includes these tasks and reads the queue's password from it.
+    # tasks/credentials.yml (the entry point `credentials`): the passwords in use, given or
+    # generated; redis_backup and php_session include it and read theirs from it.
     "redis": {"redis_credentials",
               # tasks/status.yml: each instance's health, for the report and its JSON file.
               "redis_health",
               # tasks/adopt.yml: what an adoption moved; php_session reloads PHP-FPM when pools changed.
-              "redis_adopt_report"},
+              "redis_adopt_report",
+              # The entry points validate and validate_apps: the packages this host needs from the role
+              # (and from redis_endpoint on an app host), for playbooks/packages.yml's one apt transaction.
+              "redis_packages_wanted", "redis_client_packages_wanted"},
     # tasks/main.yml: the X.Y of the newest php-fpmX.Y on the host, used in paths and units.
-    "php_session": {"php_session_php_version"},
+    # The entry point validate: the packages for playbooks/packages.yml (as every role's below).
+    "php_session": {"php_session_php_version", "php_session_packages_wanted"},
+    "redis_backup": {"redis_backup_packages_wanted"},
+    "vps_hardening": {"vps_hardening_packages_wanted"},
     # tasks/status.yml: the endpoints' state on an app host (playbooks/status.yml).
     "redis_endpoint": {"redis_endpoint_health"},
     # tasks/main.yml: packages installed in this run; the other roles skip their
