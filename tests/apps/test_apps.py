@@ -20,6 +20,7 @@ from helpers import INVENTORY, REPO, changed_count, credentials_of, php_session,
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/apps' inventory")
 
 PROBE = os.environ.get("REDIS_VPS_APPS_PROBE", "apps-probe")
+NETWORK = os.environ.get("REDIS_VPS_APPS_NETWORK", "redis-vps-apps")
 CLIENT = "/usr/local/lib/redis-vps-resp-client.py"
 PORTS = (22, 6379, 6380, 9121, 9122, 26379, 80, 443)
 
@@ -175,6 +176,27 @@ def test_a_neighbour_outside_the_inventory_reaches_no_port_but_ssh(hosts):
         open_ports = [port for port in PORTS if probe_connects(vps.address, port)]
         assert set(open_ports) <= {22}, (vps.name, open_ports)
     # Nor the TLS ports with a certificate of its own making: the firewall drops it first.
+
+
+def test_an_app_host_s_endpoint_recovers_by_itself_after_a_partition(apps, passwords):
+    """The app host loses its network (the Redis host is out of reach: the endpoint's checks mark
+    it down and cut its clients), then gets it back: apps write again with no rerun."""
+    app = apps[0]
+    assert app.resp(6380, [["SELECT", "2"], ["SET", "apps:partition", "before"]], passwords["queue"]) == ["OK", "OK", "OK"]
+    subprocess.run(["docker", "network", "disconnect", NETWORK, app.name], check=True, capture_output=True, timeout=60)
+    try:
+        time.sleep(4)   # two failed checks, a second apart, and a connect timeout of 1 s
+        cut = app.resp(6380, [["SELECT", "2"], ["SET", "apps:partition", "during"]], passwords["queue"], check=False)
+        assert cut is None, "a write through the endpoint was answered during the partition: %s" % cut
+    finally:
+        subprocess.run(["docker", "network", "connect", "--ip", app.address, NETWORK, app.name], check=True,
+                       capture_output=True, timeout=60)
+    back = time.monotonic()
+    while app.resp(6380, [["SELECT", "2"], ["SET", "apps:partition", "after"]], passwords["queue"], check=False) != ["OK", "OK", "OK"]:
+        assert time.monotonic() - back < 30, "the app host's endpoint did not recover within 30 s of the partition's end"
+        time.sleep(0.5)
+    assert app.resp(6379, [["PING"]], passwords["cache"]) == ["OK", "PONG"]
+    assert apps[1].resp(6380, [["SELECT", "2"], ["GET", "apps:partition"]], passwords["queue"]) == ["OK", "OK", "after"]
 
 
 def inventory_without(name):

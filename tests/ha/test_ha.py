@@ -1,11 +1,13 @@
 """The replicated queue of redis_ha (molecule/ha): TLS between the hosts, failovers
-that keep every acknowledged write and the apps' endpoint, reruns that respect
-Sentinel, a replaced host that rejoins. The tests run in order and share the
+that keep every acknowledged write and the apps' endpoint (on the hosts of the group
+and on an app host of redis_clients, issue 19), reruns that respect Sentinel, a
+replaced host that rejoins. The tests run in order and share the
 cluster; each failure is made from the controller with docker.
 
 REDIS_VPS_HA_BENCH=N makes the power-off test fail over N times and print the
 figures (tools/bench-ha); the figures of every failover go to REDIS_VPS_HA_FIGURES.
 """
+import json
 import os
 import pathlib
 import shlex
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/ha's inven
 
 NETWORK = os.environ.get("REDIS_VPS_HA_NETWORK", "redis-vps-ha")
 WRITER = "/usr/local/lib/redis-vps-writer.py"
+CLIENT = "/usr/local/lib/redis-vps-resp-client.py"
 FIGURES = pathlib.Path(os.environ.get("REDIS_VPS_HA_FIGURES", "/tmp/redis-vps-ha-figures.txt"))
 
 
@@ -45,10 +48,36 @@ class Node:
         return self.redis.run("queue", "ROLE", check=False).splitlines()[0]
 
 
+class App:
+    """The app host (redis_clients): no Redis server, apps use 127.0.0.1:6379/6380 with the
+    group's passwords; its endpoint follows the primary, its cache is the first host's."""
+
+    def __init__(self, host, nodes):
+        self.host = host
+        self.vars = host.ansible.get_variables()
+        self.name = self.vars["inventory_hostname"]
+        self.address = self.vars["redis_private_address"]
+        self.credentials = {"queue": nodes[0].credentials["queue"], "cache": nodes[0].credentials["cache"]}
+        put_program(host, CLIENT, REPO / "tests" / "apps" / "resp_client.py")
+
+    def resp(self, port, commands, password, check=True):
+        out = self.host.run("REDIS_PASSWORD=%s python3 %s %d %s" % (shlex.quote(password), CLIENT, port,
+                                                                    shlex.quote(json.dumps(commands))))
+        if check:
+            assert out.rc == 0, "RESP client on %s port %d failed: %s" % (self.name, port, out.stderr[-300:])
+        return json.loads(out.stdout) if out.rc == 0 else None
+
+
 @pytest.fixture(scope="module")
 def nodes():
     import testinfra
     return [Node(host) for host in testinfra.get_hosts(["ansible://redis_ha"], ansible_inventory=INVENTORY)]
+
+
+@pytest.fixture(scope="module")
+def app(nodes):
+    import testinfra
+    return App(testinfra.get_hosts(["ansible://redis_clients"], ansible_inventory=INVENTORY)[0], nodes)
 
 
 def primary_of(nodes, timeout=60, exclude=()):
@@ -157,6 +186,30 @@ def test_apps_write_through_127_0_0_1_6380_on_every_host(nodes):
         assert primary.redis.run("queue", "GET", "ha:endpoint:%s" % n.name) == "ok"
 
 
+def test_an_app_host_uses_the_primary_and_the_first_hosts_cache(nodes, app):
+    assert app.host.run("pgrep -x 'redis-server|valkey-server'").rc != 0, "a Redis server runs on the app host"
+    stamp = str(time.time())
+    assert app.resp(6380, [["SET", "ha:app", stamp]], app.credentials["queue"]) == ["OK", "OK"]
+    assert primary_of(nodes).redis.run("queue", "GET", "ha:app") == stamp
+    assert app.resp(6379, [["SET", "ha:app:cache", stamp]], app.credentials["cache"]) == ["OK", "OK"]
+    assert nodes[0].redis.run("cache", "GET", "ha:app:cache") == stamp
+
+
+def test_an_app_host_s_endpoint_recovers_by_itself_after_a_partition(nodes, app):
+    docker("network", "disconnect", NETWORK, app.name)
+    try:
+        time.sleep(4)   # two failed checks, a second apart, and a connect timeout of 1 s
+        cut = app.resp(6380, [["PING"]], app.credentials["queue"], check=False)
+        assert cut is None, "the endpoint answered through the partition: %s" % cut
+    finally:
+        docker("network", "connect", "--ip", app.address, NETWORK, app.name)
+    back = time.monotonic()
+    while app.resp(6380, [["SET", "ha:app:after", "x"]], app.credentials["queue"], check=False) != ["OK", "OK"]:
+        assert time.monotonic() - back < 30, "the app host's endpoint did not recover within 30 s of the partition's end"
+        time.sleep(0.5)
+    assert primary_of(nodes).redis.run("queue", "GET", "ha:app:after") == "x"
+
+
 @pytest.mark.timed
 def test_kill_9_of_the_primary_keeps_every_acknowledged_write(nodes):
     primary = primary_of(nodes)
@@ -177,20 +230,24 @@ def node_session(node, cookie=""):
     return php_session(node.host, "/var/www/ha", cookie)
 
 
-def power_off_failover(nodes, label):
-    """docker stop of the primary while a client writes through another host's endpoint;
-    the old primary comes back as a replica. Returns the seconds to the first write."""
+def power_off_failover(nodes, label, app=None):
+    """docker stop of the primary while a client writes through another host's endpoint (and,
+    given one, the app host through its own); the old primary comes back as a replica.
+    Returns the seconds to the first write (the later of the two clients')."""
     primary = primary_of(nodes)
-    client = [n for n in nodes if n is not primary][0]
+    clients = [[n for n in nodes if n is not primary][0]] + ([app] if app else [])
     prefix = "off%d" % int(time.time())
-    start_writer(client, prefix, 30)
+    for client in clients:
+        start_writer(client, prefix + client.name, 30)
     time.sleep(3)
     failed_at = time.time()
     docker("stop", "-t", "1", primary.name)
     try:
-        acks, errors = writer_log(client, prefix, 30)
+        logs = [writer_log(client, prefix + client.name, 30) for client in clients]
         now = primary_of(nodes, exclude=[primary.name])
-        gap = check_writes(acks, errors, failed_at, stored(now, prefix), label)
+        gap = max(check_writes(acks, errors, failed_at, stored(now, prefix + client.name),
+                               label + ("" if client is clients[0] else ", the app host's writer"))
+                  for client, (acks, errors) in zip(clients, logs))
     finally:
         docker("start", primary.name)
     wait_role(primary, "slave", timeout=90)
@@ -198,11 +255,11 @@ def power_off_failover(nodes, label):
 
 
 @pytest.mark.timed
-def test_power_off_of_the_primary_fails_over_and_keeps_sessions(nodes):
+def test_power_off_of_the_primary_fails_over_and_keeps_sessions(nodes, app):
     primary = primary_of(nodes)
     client = [n for n in nodes if n is not primary][0]
     cookie, count = node_session(client)
-    gap = power_off_failover(nodes, "power-off of the primary")
+    gap = power_off_failover(nodes, "power-off of the primary", app)
     assert gap < 15, "writes resumed only %.1f s after the power-off" % gap
     assert primary_of(nodes) is not primary
     _, after = node_session(client, cookie)
