@@ -46,12 +46,15 @@ def engine_of(hostvars):
 def instances_of(hostvars):
     """name -> the instance's record as the role lays it out for the host's engine:
     service, conf, users_conf, user, cli, config (unixsocket, logfile, dir, ...), and
-    its exporter (service, port, env_file, ...) unless redis_exporter is off, and for the
+    its exporter (roles/redis_exporter: service, port, env_file, ...) unless redis_exporter is off, and for the
     queue (persistent) its backups (dir, status_file, service, timer, ...)."""
     own = {"cache": {"maxmemory": "0", "appendonly": "no", "save": ""},
            "queue": {"maxmemory": "0", "appendonly": "yes", "save": "3600 1"}}
     ports = hostvars.get("redis_exporter_ports", {"cache": 9121, "queue": 9122}) if hostvars.get("redis_exporter", True) else {}
-    return {r["name"]: r for r in redis_plan.redis_instance_records(own, {}, engine_of(hostvars)["engine"], ports)}
+    engine = engine_of(hostvars)["engine"]
+    exporters = redis_plan.redis_exporter_records(ports, engine)
+    return {r["name"]: dict(r, **({"exporter": exporters[r["name"]]} if r["name"] in exporters else {}))
+            for r in redis_plan.redis_instance_records(own, {}, engine)}
 
 
 def credentials_of(hostvars, inventory=None):

@@ -107,17 +107,19 @@ def redis_engine_layout(engine):
     }
 
 
-def redis_instance_records(own_settings, common, engine, exporter_ports=None):
+def redis_instance_socket(engine, name):
+    """The instance's unix socket (its run folder is the unit's RuntimeDirectory)."""
+    return "/run/%s-%s/%s-server.sock" % (engine, name, engine)
+
+
+def redis_instance_records(own_settings, common, engine):
     """One record per instance, from `own_settings` (name -> its own settings) merged
     over `common`, with the engine's paths:
 
     name, engine, service (Debian's template unit), conf and users_conf (its aclfile),
     user/group/cli of the engine, config (what the template writes) and runtime (the
     same settings as CONFIG GET shows them: maxmemory in bytes), which the
-    redis_instance module compares with the running server; with `exporter_ports`
-    (name -> port), its Prometheus exporter: service, port, env_file, password_file (the
-    monitor password for the instance's own socket only: root only), unit_file (one template unit for every instance)
-    and nft_file (its firewall fragment); for an instance with persistence (AOF or RDB
+    redis_instance module compares with the running server; for an instance with persistence (AOF or RDB
     snapshots), its backups (roles/redis_backup): dir, status_file, config_file, service and
     timer (units named after the project, redis-vps-backup@NAME), and what a restore runs:
     the server's exec_start as Debian's unit has it, server_bin and check_rdb.
@@ -125,12 +127,12 @@ def redis_instance_records(own_settings, common, engine, exporter_ports=None):
     layout = redis_engine_layout(engine)
     records = []
     for name, own in own_settings.items():
-        run = "/run/%s-%s/%s-server" % (engine, name, engine)
+        socket = redis_instance_socket(engine, name)
         config = dict(common)
         config.update(own)
         config.update({
-            "unixsocket": run + ".sock",
-            "pidfile": run + ".pid",
+            "unixsocket": socket,
+            "pidfile": socket[:-len(".sock")] + ".pid",
             "logfile": "%s/%s-server-%s.log" % (layout["log_dir"], engine, name),
             "dir": "%s/%s" % (layout["data_root"], name),
         })
@@ -148,16 +150,6 @@ def redis_instance_records(own_settings, common, engine, exporter_ports=None):
             "config": config,
             "runtime": runtime,
         })
-        if exporter_ports and name in exporter_ports:
-            records[-1]["exporter"] = {
-                "service": "%s-exporter@%s.service" % (engine, name),
-                "port": int(exporter_ports[name]),
-                "env_file": "%s/%s-%s.exporter.env" % (layout["conf_dir"], engine, name),
-                # Its password, mapped to its own socket only (root only; handed to the exporter at start).
-                "password_file": "%s/%s-%s.exporter.json" % (layout["conf_dir"], engine, name),
-                "unit_file": "/etc/systemd/system/%s-exporter@.service" % engine,
-                "nft_file": "/etc/nftables.d/%s-exporter-%s.nft" % (engine, name),
-            }
         if config.get("appendonly") == "yes" or config.get("save"):
             records[-1]["backup"] = {
                 "dir": "/var/backups/%s/%s" % (engine, name),
@@ -173,6 +165,30 @@ def redis_instance_records(own_settings, common, engine, exporter_ports=None):
     return records
 
 
+def redis_exporter_records(ports, engine):
+    """name -> the Prometheus exporter of that instance (roles/redis_exporter), for each
+    instance of `ports` (name -> the exporter's port): name, service, port, socket (the
+    instance's), group (the engine's, which may use the socket), env_file, password_file (the
+    monitor password for the instance's own socket only: root only), unit_file (one
+    template unit for every instance) and nft_file (its firewall fragment)."""
+    layout = redis_engine_layout(engine)
+    return {
+        name: {
+            "name": name,
+            "engine": engine,
+            "service": "%s-exporter@%s.service" % (engine, name),
+            "port": int(port),
+            "socket": redis_instance_socket(engine, name),
+            "group": layout["group"],
+            "env_file": "%s/%s-%s.exporter.env" % (layout["conf_dir"], engine, name),
+            "password_file": "%s/%s-%s.exporter.json" % (layout["conf_dir"], engine, name),
+            "unit_file": "/etc/systemd/system/%s-exporter@.service" % engine,
+            "nft_file": "/etc/nftables.d/%s-exporter-%s.nft" % (engine, name),
+        }
+        for name, port in ports.items()
+    }
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -182,4 +198,5 @@ class FilterModule:
             "redis_replication_plan": redis_replication_plan,
             "redis_engine_layout": redis_engine_layout,
             "redis_instance_records": redis_instance_records,
+            "redis_exporter_records": redis_exporter_records,
         }

@@ -64,9 +64,35 @@ def check_argv(command, path):
     return [word.replace("%s", path) for word in words]
 
 
+NFT = "/usr/sbin/nft"
+# What /etc/nftables.conf (vps_hardening) declares before it includes /etc/nftables.d/*.nft.
+NFT_STUB = ("table inet filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n  }\n}\n")
+
+
+def check_nft_fragment(run_command, content):
+    """`nft -c` on an nftables fragment (check `nft`), after a stub of the table it adds to:
+    a fragment that fails would leave the host without a firewall at its next boot.
+    Skipped where nft is not installed (no firewall loads the fragments); CheckFailed."""
+    if not os.path.exists(NFT):
+        return
+    fd, tmp = tempfile.mkstemp(prefix=".redis-vps-nft-check.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(NFT_STUB + content)
+        rc, out, err = run_command([NFT, "-c", "-f", tmp])
+    finally:
+        os.unlink(tmp)
+    if rc != 0:
+        raise CheckFailed(" ".join((err or out or "exit status %d" % rc).split())[-600:])
+
+
 def check_content(run_command, command, path, content):
     """Run the check command on content written to a temporary file beside path (the same
-    folder, so that relative includes resolve as they will); CheckFailed with its words."""
+    folder, so that relative includes resolve as they will); CheckFailed with its words.
+    The command `nft`: content is an nftables fragment (check_nft_fragment)."""
+    if command == "nft":
+        check_nft_fragment(run_command, content)
+        return
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".%s.check." % os.path.basename(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

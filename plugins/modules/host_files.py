@@ -7,8 +7,9 @@ DOCUMENTATION = r"""
 module: host_files
 short_description: Write a role's files, apply kernel values live, start its units and reload them, in one run
 description:
-  - Each file of O(files) whose content, owner or mode differs is written (checked first with its O(files[].validate)
-    command on a temporary copy, then a temporary file with its final owner and mode renamed into place).
+  - Each file of O(files) whose content, owner or mode differs is written (every new content checked first with its
+    O(files[].validate) command, before any file is written; then a temporary file with its final owner and mode
+    renamed into place).
   - Each kernel value of O(sysctl) and O(sysfs) that differs from the running one is written, where the kernel lets
     it be written; where not (a container's read-only C(/proc/sys) and C(/sys)), it is listed in RV(live_skipped).
   - Each user of O(user_groups) joins its group where it is not a member yet (C(usermod -a -G)).
@@ -48,8 +49,11 @@ options:
         default: "0644"
       validate:
         description:
-          - A command with C(%s), run on a temporary copy of the new content before the file is replaced (as the
-            template module's C(validate)); when it fails, nothing more is written and the module fails with its words.
+          - A command with C(%s), run on a temporary copy of the new content before any file is written (as the
+            template module's C(validate)); when it fails, no file is written and the module fails with its words.
+          - C(nft) - an nftables fragment, included by /etc/nftables.conf's C(table inet filter) (roles/vps_hardening),
+            checked with C(nft -c) after a stub of that table; skipped where nft is not installed (no firewall loads
+            the fragments).
         type: str
       backup:
         description: Keep a copy of the file it replaces; its path is returned in RV(backups).
@@ -322,18 +326,41 @@ def run(module, result, argv, what):
     return out
 
 
-def sync_files(module, result, notified, diffs):
+def contents(module, result):
+    """(spec, content) of each of O(files): its content, or its entry in O(secrets)."""
+    out = []
     for spec in module.params["files"]:
         content = spec["content"] if spec["content"] is not None else module.params["secrets"].get(spec["path"])
         if content is None:
             module.fail_json(msg="%s has no content and no entry in secrets" % spec["path"], **result)
+        out.append((spec, content))
+    return out
+
+
+def check_files(module, result, files):
+    """Each new content with a check command is checked before any file is written: one
+    that fails leaves every file as it was."""
+    for spec, content in files:
+        if not spec["validate"] or host_file.read(spec["path"]) == content:
+            continue
+        try:
+            host_file.check_content(module.run_command, spec["validate"], spec["path"], content)
+        except host_file.CheckFailed as exc:
+            module.fail_json(msg="%s does not pass %s (nothing was written): %s" % (spec["path"], spec["validate"], exc),
+                             **result)
+        except (OSError, ValueError) as exc:
+            module.fail_json(msg="cannot check %s: %s" % (spec["path"], exc), **result)
+
+
+def sync_files(module, result, notified, diffs):
+    files = contents(module, result)
+    if not module.check_mode:
+        check_files(module, result, files)
+    for spec, content in files:
         try:
             done = host_file.sync(spec["path"], content, spec["owner"], spec["group"], spec["mode"],
-                                  check=spec["validate"], backup=module.backup_local if spec["backup"] else None,
+                                  backup=module.backup_local if spec["backup"] else None,
                                   run_command=module.run_command, check_mode=module.check_mode)
-        except host_file.CheckFailed as exc:
-            module.fail_json(msg="%s does not pass %s (it was not written): %s" % (spec["path"], spec["validate"], exc),
-                             **result)
         except (OSError, KeyError, ValueError) as exc:
             module.fail_json(msg="cannot write %s: %s" % (spec["path"], exc), **result)
         result["changed"] |= done["changed"]

@@ -328,10 +328,10 @@ import os
 import pwd
 import re
 import shlex
-import tempfile
 import time
 from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils import systemd
+from ansible_collections.redis_vps.server.plugins.module_utils import files as host_file
 from ansible_collections.redis_vps.server.plugins.module_utils.files import read, write_atomic
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
 
@@ -629,34 +629,16 @@ def sync_files(module, result):
     return diffs
 
 
-NFT = "/usr/sbin/nft"
-# What /etc/nftables.conf (vps_hardening) declares before it includes /etc/nftables.d/*.nft.
-NFT_STUB = ("table inet filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n  }\n}\n")
-
-
-def nft_check_text(content):
-    """The file `nft -c -f` checks for a fragment: the table it adds to, then the fragment."""
-    return NFT_STUB + content
-
-
 def check_other_files(module, result):
-    """`nft -c` on each new firewall fragment (C(validate: nft)) before anything is written:
-    a fragment that fails would leave the host without a firewall at its next boot."""
-    if not os.path.exists(NFT):
-        return
+    """`nft -c` on each new firewall fragment (C(validate: nft)) before anything is written."""
     for spec in module.params["files"] or []:
         if spec.get("validate") != "nft" or read(spec["path"]) == spec["content"]:
             continue
-        fd, tmp = tempfile.mkstemp(prefix=".redis-vps-nft-check.")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(nft_check_text(spec["content"]))
-            rc, out, err = module.run_command([NFT, "-c", "-f", tmp])
-        finally:
-            os.unlink(tmp)
-        if rc != 0:
+            host_file.check_nft_fragment(module.run_command, spec["content"])
+        except host_file.CheckFailed as exc:
             module.fail_json(msg="the firewall fragment %s does not pass nft -c (nothing was written): %s"
-                             % (spec["path"], " ".join((err or out).split())[-600:]), **result)
+                             % (spec["path"], exc), **result)
 
 
 def sync_other_files(module, result):

@@ -60,6 +60,9 @@ PRODUCED_FACTS = {
     # The entry point validate: the packages for playbooks/packages.yml (as every role's below).
     "php_session": {"php_session_php_version", "php_session_packages_wanted"},
     "redis_backup": {"redis_backup_packages_wanted"},
+    # The entry point status: each instance's exporter, for the redis role's health report
+    # (playbooks/status.yml); validate: the packages.
+    "redis_exporter": {"redis_exporter_status", "redis_exporter_packages_wanted"},
     "vps_hardening": {"vps_hardening_packages_wanted"},
     # tasks/status.yml: the endpoints' state on an app host (playbooks/status.yml).
     "redis_endpoint": {"redis_endpoint_health"},

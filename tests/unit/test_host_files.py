@@ -138,3 +138,40 @@ def test_a_secret_content_is_not_in_the_modules_log_line(monkeypatch):
     module = basic.AnsibleModule(argument_spec=mod.ARGUMENT_SPEC, supports_check_mode=True)
     assert module.params["secrets"]["/etc/x.ini"] == secret
     assert logged and "/etc/x.ini" in logged[0] and "S3cretPassw0rd" not in logged[0], logged
+
+
+def test_a_content_its_check_refuses_leaves_every_file_of_the_run_as_it_was(tmp_path, monkeypatch):
+    """Every check runs before any file is written: the firewall fragment a rerun writes with an
+    exporter's files must not leave the others half-applied when nft refuses it."""
+    import json
+
+    from ansible.module_utils import basic
+    user, group = me()
+    first, second = tmp_path / "first.conf", tmp_path / "second.conf"
+    second.write_text("good\n")
+    args = {"ANSIBLE_MODULE_ARGS": {"files": [
+        {"path": str(first), "content": "new\n", "owner": user, "group": group},
+        {"path": str(second), "content": "bad\n", "owner": user, "group": group,
+         "validate": "/bin/sh -c 'grep -q good \"$1\" || { echo refused >&2; exit 1; }' x %s"}]}}
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps(args).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy", raising=False)
+    out = {}
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", lambda self, **kw: (out.update(kw), exit(1)))
+    with pytest.raises(SystemExit):
+        mod.main()
+    assert "second.conf does not pass" in out["msg"] and "nothing was written" in out["msg"] and "refused" in out["msg"]
+    assert not first.exists() and second.read_text() == "good\n"
+    assert sorted(os.listdir(tmp_path)) == ["second.conf"]   # no temporary file left
+
+
+def test_an_nft_fragment_is_checked_after_the_table_it_adds_to(monkeypatch):
+    seen = []
+
+    def fake_nft(argv):
+        seen.append(open(argv[-1]).read())
+        return (1, "", "Error: syntax error") if "bad" in seen[-1] else (0, "", "")
+    monkeypatch.setattr(files.os.path, "exists", lambda path: path == files.NFT or os.path.lexists(path))
+    files.check_content(fake_nft, "nft", "/etc/nftables.d/x.nft", "add rule inet filter input accept\n")
+    assert seen[0].startswith(files.NFT_STUB) and seen[0].endswith("add rule inet filter input accept\n")
+    with pytest.raises(files.CheckFailed, match="syntax error"):
+        files.check_content(fake_nft, "nft", "/etc/nftables.d/x.nft", "bad\n")

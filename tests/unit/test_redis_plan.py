@@ -1,7 +1,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.redis_vps.server.plugins.filter.redis_plan import (
-    redis_bytes, redis_engine_layout, redis_instance_records, redis_memory_budget, redis_memory_plan)
+    redis_bytes, redis_engine_layout, redis_exporter_records, redis_instance_records, redis_memory_budget, redis_memory_plan)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -76,9 +76,11 @@ def test_valkey_records_leave_out_what_valkey_no_longer_has():
 def test_exporter_fields_follow_the_engine_and_port():
     own = {"cache": {"maxmemory": "1mb"}, "queue": {"maxmemory": "1mb"}}
     assert "exporter" not in redis_instance_records(own, {}, "redis")[0]
-    queue = redis_instance_records(own, {}, "valkey", {"cache": 9121, "queue": "9122"})[1]
-    assert queue["exporter"] == {
+    queue = redis_exporter_records({"cache": 9121, "queue": "9122"}, "valkey")["queue"]
+    assert queue == {
+        "name": "queue", "engine": "valkey",
         "service": "valkey-exporter@queue.service", "port": 9122,
+        "socket": redis_instance_records(own, {}, "valkey")[1]["config"]["unixsocket"], "group": "valkey",
         "env_file": "/etc/valkey/valkey-queue.exporter.env",
         "password_file": "/etc/valkey/valkey-queue.exporter.json",
         "unit_file": "/etc/systemd/system/valkey-exporter@.service",
