@@ -1,5 +1,5 @@
 """Memory on a small VPS under a hostile or broken client (issue 20), on every platform of
-molecule/live_change: one client cannot grow its buffers to the host's RAM (600 MB sent to the
+molecule/default (its reruns): one client cannot grow its buffers to the host's RAM (600 MB sent to the
 cache in one unfinished request is cut off early), and the kernel's OOM killer takes the cache
 before the queue. (The 1 GB VM test, a flood while a writer fills the queue, is tests/vm's.)"""
 import json

@@ -1,7 +1,7 @@
 """The exporter is no password phishing tool (issue 20): asked by anyone who reaches it to scrape
 an address of their choosing (/scrape?target=), it connects there without the monitor password;
 its own instance it still scrapes, logged in as monitor, without CONFIG GET. On every platform of
-molecule/live_change (exporter 1.45 on Debian 12, 1.69 on Debian 13)."""
+molecule/default, whose hosts the reruns share (exporter 1.45 on Debian 12, 1.69 on Debian 13)."""
 import pytest
 from helpers import INVENTORY, INSTANCES, put_file
 

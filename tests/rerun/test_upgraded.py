@@ -1,6 +1,6 @@
 """A package upgrade that replaces the server binary under running instances (issue 20): the
 health report (and apt's own output) says which instances run the replaced binary and what to
-do, until a rerun of site.yml restarts them. On every platform of molecule/live_change: the test
+do, until a rerun of site.yml restarts them. On every platform of molecule/default (its reruns): the test
 reinstalls the engine's packages (apt-get install --reinstall), as unattended-upgrades would."""
 import json
 
