@@ -189,6 +189,29 @@ def put_program(host, path, source):
     put_file(host, path, pathlib.Path(source).read_text())
 
 
+RESP_CLIENT = "/usr/local/lib/redis-vps-resp-client.py"
+
+
+class RespHost:
+    """A host whose apps the tests play (an app host, a host of redis_ha): tests/apps/resp_client.py
+    on it, with the collection's RESP client, talks to 127.0.0.1 as an application would."""
+
+    def __init__(self, host):
+        self.host = host
+        self.vars = host.ansible.get_variables()
+        self.name = self.vars["inventory_hostname"]
+        self.address = self.vars.get("redis_private_address")
+        put_program(host, RESP_CLIENT, REPO / "tests" / "apps" / "resp_client.py")
+
+    def resp(self, port, commands, password=None, check=True):
+        """The replies to `commands` (a list of argument lists) on 127.0.0.1:port of this host."""
+        env = "REDIS_PASSWORD=%s " % shlex.quote(password) if password else ""
+        out = self.host.run("%spython3 %s %d %s" % (env, RESP_CLIENT, port, shlex.quote(json.dumps(commands))))
+        if check:
+            assert out.rc == 0, "RESP client on %s port %d failed: %s" % (self.name, port, out.stderr[-300:])
+        return json.loads(out.stdout) if out.rc == 0 else None
+
+
 FCGI_CLIENT = "/usr/local/lib/fcgi_request.py"
 
 

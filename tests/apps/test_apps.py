@@ -15,31 +15,17 @@ import time
 
 import pytest
 import yaml
-from helpers import INVENTORY, REPO, changed_count, credentials_of, php_session, playbook, put_program
+from helpers import INVENTORY, REPO, RESP_CLIENT as CLIENT, RespHost, changed_count, credentials_of, php_session, playbook
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/apps' inventory")
 
 PROBE = os.environ.get("REDIS_VPS_APPS_PROBE", "apps-probe")
 NETWORK = os.environ.get("REDIS_VPS_APPS_NETWORK", "redis-vps-apps")
-CLIENT = "/usr/local/lib/redis-vps-resp-client.py"
 PORTS = (22, 6379, 6380, 9121, 9122, 26379, 80, 443)
 
 
-class Vps:
-    def __init__(self, host):
-        self.host = host
-        self.vars = host.ansible.get_variables()
-        self.name = self.vars["inventory_hostname"]
-        self.address = self.vars["redis_private_address"]
-        put_program(host, CLIENT, REPO / "tests" / "apps" / "resp_client.py")   # with redis_resp.py beside it
-
-    def resp(self, port, commands, password=None, check=True):
-        """The replies to `commands` (a list of argument lists) on 127.0.0.1:port of this host."""
-        env = "REDIS_PASSWORD=%s " % shlex.quote(password) if password else ""
-        out = self.host.run("%spython3 %s %d %s" % (env, CLIENT, port, shlex.quote(json.dumps(commands))))
-        if check:
-            assert out.rc == 0, "RESP client on %s port %d failed: %s" % (self.name, port, out.stderr[-300:])
-        return json.loads(out.stdout) if out.rc == 0 else None
+class Vps(RespHost):
+    """A host of the scenario; resp() talks to its 127.0.0.1 as its apps do."""
 
     def limiter(self, key, limit, window, password):
         out = self.host.run("REDIS_PASSWORD=%s python3 %s 6379 --limiter %s %d %s" % (

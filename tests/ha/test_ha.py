@@ -7,7 +7,6 @@ cluster; each failure is made from the controller with docker.
 REDIS_VPS_HA_BENCH=N makes the power-off test fail over N times and print the
 figures (tools/bench-ha); the figures of every failover go to REDIS_VPS_HA_FIGURES.
 """
-import json
 import os
 import pathlib
 import shlex
@@ -15,13 +14,13 @@ import subprocess
 import time
 
 import pytest
-from helpers import INVENTORY, REPO, Redis, changed_count, credentials_of, instances_of, php_session, playbook, put_program
+from helpers import (INVENTORY, REPO, Redis, RespHost, changed_count, credentials_of, instances_of,
+                     php_session, playbook, put_program)
 
 pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs molecule/ha's inventory")
 
 NETWORK = os.environ.get("REDIS_VPS_HA_NETWORK", "redis-vps-ha")
 WRITER = "/usr/local/lib/redis-vps-writer.py"
-CLIENT = "/usr/local/lib/redis-vps-resp-client.py"
 FIGURES = pathlib.Path(os.environ.get("REDIS_VPS_HA_FIGURES", "/tmp/redis-vps-ha-figures.txt"))
 
 
@@ -48,24 +47,13 @@ class Node:
         return self.redis.run("queue", "ROLE", check=False).splitlines()[0]
 
 
-class App:
+class App(RespHost):
     """The app host (redis_clients): no Redis server, apps use 127.0.0.1:6379/6380 with the
     group's passwords; its endpoint follows the primary, its cache is the first host's."""
 
     def __init__(self, host, nodes):
-        self.host = host
-        self.vars = host.ansible.get_variables()
-        self.name = self.vars["inventory_hostname"]
-        self.address = self.vars["redis_private_address"]
+        super().__init__(host)
         self.credentials = {"queue": nodes[0].credentials["queue"], "cache": nodes[0].credentials["cache"]}
-        put_program(host, CLIENT, REPO / "tests" / "apps" / "resp_client.py")
-
-    def resp(self, port, commands, password, check=True):
-        out = self.host.run("REDIS_PASSWORD=%s python3 %s %d %s" % (shlex.quote(password), CLIENT, port,
-                                                                    shlex.quote(json.dumps(commands))))
-        if check:
-            assert out.rc == 0, "RESP client on %s port %d failed: %s" % (self.name, port, out.stderr[-300:])
-        return json.loads(out.stdout) if out.rc == 0 else None
 
 
 @pytest.fixture(scope="module")
