@@ -42,7 +42,9 @@ def test_an_exporter_asked_to_scrape_a_listener_of_ours_sends_it_no_password(eve
     for host, redis, _ in every_host:
         exporter = redis.instances[name]["exporter"]
         put_file(host, "/usr/local/lib/phish_listener.py", LISTENER)
-        host.run_test("rm -f /root/phished.bin; (python3 /usr/local/lib/phish_listener.py 7799 /root/phished.bin &) ; sleep 0.5")
+        # Its output away from the command's: over SSH, the command would wait for the listener's end.
+        host.run_test("rm -f /root/phished.bin; (python3 /usr/local/lib/phish_listener.py 7799 /root/phished.bin"
+                      " </dev/null >/dev/null 2>&1 &) ; sleep 0.5")
         scraped = host.run(FETCH % ("'http://127.0.0.1:%d/scrape?target=redis://127.0.0.1:7799'" % exporter["port"]))
         assert "redis_up 0" in scraped.stdout, scraped.stdout[-500:] + scraped.stderr
         host.run_test("for i in $(seq 1 40); do [ -f /root/phished.bin ] && break; sleep 0.25; done; [ -f /root/phished.bin ]")

@@ -27,7 +27,7 @@ def start_load(host, redis, passwords):
     host.run_test("rm -f %s/stop %s/result.json" % (WORK, WORK))
     php = session_command(host, "/var/www/rotation")
     sockets = json.dumps({name: redis.socket(name) for name in ("cache", "queue")})
-    host.run_test("nohup python3 %s %s/passwords.json %s/stop %s/result.json %s %s > %s/load.log 2>&1 &" % (
+    host.run_test("nohup python3 %s %s/passwords.json %s/stop %s/result.json %s %s > %s/load.log 2>&1 < /dev/null &" % (
         LOAD, WORK, WORK, WORK, shlex.quote(sockets), shlex.quote(php), WORK))
 
 
