@@ -6,6 +6,7 @@ Tests that disturb a host (memory pressure, kill -9, restarts) run only where
 REDIS_VPS_DESTRUCTIVE=1 (molecule sets it; never set it for a production host).
 """
 import base64
+import contextlib
 import json
 import os
 import pathlib
@@ -13,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -245,18 +247,55 @@ INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
 # How long one playbook run of a test may take (s): longer on a loaded machine (an HA rolling
 # rerun took over 600 s at a load of 40 on 2 cores).
 PLAYBOOK_TIMEOUT = int(os.environ.get("REDIS_VPS_PLAYBOOK_TIMEOUT", "600"))
+# The hosts a playbook() run covers when it is given no limit of its own (None: every host of
+# the scenario); limited_to() narrows it for a test that need not run on every platform.
+RUN_LIMIT = None
+# The platforms such a test runs on: Debian 12 with Redis 7.0 and Debian 13 with Valkey 8.1 (both
+# releases, both engines; Debian 13 with Redis 8.0 is in every other scenario): tests/rerun's,
+# but issue 20's faults, and the backup scenario's password rotations. A third fewer hosts in each
+# of their runs of site.yml. REDIS_VPS_RERUN_PLATFORMS=all runs them on every host.
+RERUN_PLATFORMS = os.environ.get("REDIS_VPS_RERUN_PLATFORMS", "d12-redis d13-valkey").split()
+
+
+def narrowed(names):
+    """Of the scenario's host names, those of RERUN_PLATFORMS (all of them for `all`)."""
+    chosen = [name for name in names if RERUN_PLATFORMS == ["all"] or any(name.endswith(p) for p in RERUN_PLATFORMS)]
+    assert chosen, "no host of %s among %s" % (RERUN_PLATFORMS, names)
+    return chosen
+
+
+@contextlib.contextmanager
+def limited_to(names):
+    """playbook() runs without a limit of their own cover `names` only, meanwhile."""
+    global RUN_LIMIT
+    RUN_LIMIT = ",".join(names)
+    try:
+        yield
+    finally:
+        RUN_LIMIT = None
+# Each playbook() run's wall time, one JSON line per run appended here when set (tools/test
+# sets it: CI's log says where a scenario's verify time goes).
+PLAYBOOK_LOG = os.environ.get("REDIS_VPS_PLAYBOOK_LOG")
 
 
 def playbook(*args, extra_vars=None, tmp_path=None, path=REPO / "site.yml", limit=None, env=None):
-    """Run site.yml (or `path`) on `limit` (default: every host); return (rc, output with
-    runs of white space folded to one space)."""
+    """Run site.yml (or `path`) on `limit` (default: RUN_LIMIT, else every host); return (rc,
+    output with runs of white space folded to one space)."""
+    limit = limit or RUN_LIMIT
     cmd = ["ansible-playbook", "-i", INVENTORY, str(path), *args] + (["--limit", limit] if limit else [])
     if extra_vars is not None:
         path = tmp_path / "vars.json"
         path.write_text(json.dumps(extra_vars))
         cmd += ["-e", "@%s" % path]
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **(env or {}))
+    started = time.monotonic()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT)
+    if PLAYBOOK_LOG:
+        with open(PLAYBOOK_LOG, "a") as log:
+            log.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                                  "playbook": pathlib.Path(cmd[3]).name,
+                                  "limit": limit or "all", "rc": done.returncode,
+                                  "seconds": round(time.monotonic() - started, 1)}) + "\n")
     return done.returncode, " ".join((done.stdout + done.stderr).split())
 
 
@@ -272,10 +311,10 @@ def play(host):
 
 
 @pytest.fixture(scope="session")
-def every_host():
+def scenario_hosts():
     """(testinfra host, Redis, hostvars) of every host of the molecule scenario: reruns
     converge them side by side, a refused run is refused everywhere and must change
-    nothing anywhere."""
+    nothing anywhere. (tests/rerun/conftest.py's every_host gives a test these, or two of them.)"""
     import testinfra
     out = []
     for host in testinfra.get_hosts(["ansible://redis_servers"], ansible_inventory=INVENTORY):

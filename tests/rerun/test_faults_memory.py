@@ -8,7 +8,8 @@ import pathlib
 import pytest
 from helpers import INVENTORY, INSTANCES, put_file, put_program
 
-pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
+pytestmark = [pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory"),
+              pytest.mark.every_platform]   # issue 20: on every platform
 
 FLOOD = "/usr/local/lib/redis-vps-flood.py"
 MB = 1024 * 1024

@@ -8,7 +8,8 @@ import pytest
 from helpers import INVENTORY, REPO, playbook
 from test_rerun import refused
 
-pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
+pytestmark = [pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory"),
+              pytest.mark.every_platform]   # issue 20: on every platform
 
 BAD_ADDRESSES = [
     # A trailing newline passed `is regex('...$')` ($ matches before it) and split the nft rule in two:

@@ -5,7 +5,8 @@ molecule/default, whose hosts the reruns share (exporter 1.45 on Debian 12, 1.69
 import pytest
 from helpers import INVENTORY, INSTANCES, put_file
 
-pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
+pytestmark = [pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory"),
+              pytest.mark.every_platform]   # issue 20: on every platform
 
 LISTENER = """
 import socket, sys

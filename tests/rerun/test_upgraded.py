@@ -7,7 +7,8 @@ import json
 import pytest
 from helpers import INVENTORY, INSTANCES, REPO, changed_count, playbook
 
-pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
+pytestmark = [pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory"),
+              pytest.mark.every_platform]   # issue 20: on every platform
 
 STATUS = REPO / "playbooks" / "status.yml"
 
