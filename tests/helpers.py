@@ -252,8 +252,8 @@ PLAYBOOK_TIMEOUT = int(os.environ.get("REDIS_VPS_PLAYBOOK_TIMEOUT", "600"))
 RUN_LIMIT = None
 # The platforms such a test runs on: Debian 12 with Redis 7.0 and Debian 13 with Valkey 8.1 (both
 # releases, both engines; Debian 13 with Redis 8.0 is in every other scenario): tests/rerun's,
-# but issue 20's faults, and the backup scenario's password rotations. A third fewer hosts in each
-# of their runs of site.yml. REDIS_VPS_RERUN_PLATFORMS=all runs them on every host.
+# but issue 20's faults and the health report. A third fewer hosts in each of their runs of
+# site.yml. REDIS_VPS_RERUN_PLATFORMS=all runs them on every host.
 RERUN_PLATFORMS = os.environ.get("REDIS_VPS_RERUN_PLATFORMS", "d12-redis d13-valkey").split()
 
 

@@ -3,7 +3,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from helpers import credentials, engine, expected_maxmemory, hostvars, instances, every_host, play, redis  # noqa: E402,F401  (fixtures)
+from helpers import credentials, engine, expected_maxmemory, hostvars, instances, play, redis  # noqa: E402,F401  (fixtures)
 
 
 def pytest_configure(config):

@@ -7,7 +7,8 @@ import re
 import pytest
 from helpers import INVENTORY, REPO, changed_count, fill, playbook
 
-pytestmark = pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory")
+pytestmark = [pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory"),
+              pytest.mark.every_platform]   # the report on every platform
 STATUS = REPO / "playbooks" / "status.yml"
 
 
