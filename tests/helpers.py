@@ -273,6 +273,8 @@ def limited_to(names):
         yield
     finally:
         RUN_LIMIT = None
+
+
 # Each playbook() run's wall time, one JSON line per run appended here when set (tools/test
 # sets it: CI's log says where a scenario's verify time goes).
 PLAYBOOK_LOG = os.environ.get("REDIS_VPS_PLAYBOOK_LOG")

@@ -10,7 +10,7 @@ from helpers import credentials, engine, expected_maxmemory, hostvars, instances
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "every_platform: a module whose tests run on every platform of the scenario "
-                                       "(issue 20's faults); the others on helpers.RERUN_PLATFORMS")
+                                       "(issue 20's faults, the health report); the others on helpers.RERUN_PLATFORMS")
 
 
 @pytest.fixture
