@@ -63,6 +63,9 @@ PRODUCED_FACTS = {
     # The entry point status: each instance's exporter, for the redis role's health report
     # (playbooks/status.yml); validate: the packages.
     "redis_exporter": {"redis_exporter_status", "redis_exporter_packages_wanted"},
+    # tasks/prepare.yml (the entry point prepare), for the redis role: the current primary's peer
+    # address, this host's Sentinel's answer (the health report), the peers' firewall fragment.
+    "redis_ha": {"redis_ha_primary_address", "redis_ha_seen", "redis_ha_files"},
     "vps_hardening": {"vps_hardening_packages_wanted"},
     # tasks/status.yml: the endpoints' state on an app host (playbooks/status.yml).
     "redis_endpoint": {"redis_endpoint_health"},
