@@ -5,7 +5,7 @@ import json
 import re
 
 import pytest
-from helpers import INVENTORY, REPO, changed_count, fill, playbook
+from helpers import INVENTORY, REPO, changed_count, fill, playbook, settled_used_memory
 
 pytestmark = [pytest.mark.skipif(not INVENTORY, reason="needs a molecule scenario's inventory"),
               pytest.mark.every_platform]   # the report on every platform
@@ -54,7 +54,7 @@ def test_queue_above_80_percent_of_maxmemory_warns(every_host, tmp_path):
         original[name_of(host)] = redis.config("queue", "maxmemory")
         filled = fill(host, redis, "queue", "status:fill", count=2000, size=1000)
         assert "errors: 0" in filled, filled
-        used = int(redis.info("queue", "memory")["used_memory"])
+        used = settled_used_memory(redis, "queue")
         redis.run("queue", "CONFIG", "SET", "maxmemory", str(int(used / 0.85)))
     try:
         out, health = report(tmp_path)
