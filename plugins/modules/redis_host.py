@@ -26,10 +26,16 @@ options:
     elements: str
     required: true
   packages:
-    description: Packages to tell whether dpkg has them installed (RV(installed)).
+    description: Packages to tell whether dpkg has them installed (RV(installed), from C(/var/lib/dpkg/status)).
     type: list
     elements: str
     default: []
+  inventory:
+    description:
+      - Also list every package dpkg has installed and every name under C(/etc/systemd/system) (RV(inventory)), for
+        the vps_packages role's O(vps_packages_found) input, so that a rerun needs no look of its own.
+    type: bool
+    default: false
   credentials_dir:
     description: The host's credential store (one root-only file per password); only the names of its files are returned.
     type: path
@@ -134,6 +140,13 @@ installed:
   elements: str
   returned: always
   sample: [redis-sentinel]
+inventory:
+  description:
+    - "With O(inventory): C(packages), every package C(/var/lib/dpkg/status) records as installed (not one removed
+      with its config files kept), and C(units), the names under C(/etc/systemd/system) (a masked unit is a link there)."
+  type: dict
+  returned: when O(inventory) is true
+  sample: {packages: [nftables, redis-server, redis-tools], units: [redis-server.service, multi-user.target.wants]}
 php_fpm_versions:
   description: The PHP-FPM versions installed (C(/usr/sbin/php-fpmX.Y)), oldest first.
   type: list
@@ -229,11 +242,40 @@ def present(engines, instances, exists=os.path.exists):
     return found
 
 
-def installed(packages, exists=os.path.exists):
-    """Those of `packages` dpkg has a file list of (installed, any architecture)."""
-    arch = os.uname().machine.replace("x86_64", "amd64").replace("aarch64", "arm64")
-    return [name for name in packages
-            if exists("/var/lib/dpkg/info/%s.list" % name) or exists("/var/lib/dpkg/info/%s:%s.list" % (name, arch))]
+def dpkg_installed(status):
+    """The packages dpkg's status file (/var/lib/dpkg/status) records as installed. Its file lists
+    (/var/lib/dpkg/info/NAME.list) are no proof: a package removed with its config files kept
+    (apt remove) keeps its list."""
+    found = set()
+    for stanza in status.split("\n\n"):
+        package = re.search(r"^Package: (\S+)$", stanza, re.MULTILINE)
+        state = re.search(r"^Status: \S+ \S+ (\S+)$", stanza, re.MULTILINE)
+        if package and state and state.group(1) == "installed":
+            found.add(package.group(1))
+    return found
+
+
+def dpkg_status(path="/var/lib/dpkg/status"):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def installed(packages, status):
+    """Those of `packages` dpkg has installed (any architecture)."""
+    there = dpkg_installed(status)
+    return [name for name in packages if name in there]
+
+
+def host_inventory(status, listdir=os.listdir):
+    """Every installed package and every name under /etc/systemd/system."""
+    try:
+        units = listdir("/etc/systemd/system")
+    except OSError:
+        units = []
+    return dict(packages=sorted(dpkg_installed(status)), units=sorted(units))
 
 
 def php_fpm_versions(listdir=os.listdir):
@@ -359,6 +401,7 @@ def main():
         argument_spec=dict(instances=dict(type="list", elements="str", required=True),
                            engines=dict(type="list", elements="str", required=True),
                            packages=dict(type="list", elements="str", default=[]),
+                           inventory=dict(type="bool", default=False),
                            credentials_dir=dict(type="path", default="/etc/redis-vps/credentials"),
                            backup_dir=dict(type="path", default="/etc/redis-vps-backup"),
                            compare=dict(type="dict", default={}, no_log=True),
@@ -376,6 +419,9 @@ def main():
         extra["recovered"] = recover(params["recover"])
     if params["adopt_engine"]:
         extra["adopt"] = inspect_package_instance(params["adopt_engine"], module.run_command)
+    status = dpkg_status() if params["inventory"] or params["packages"] else ""
+    if params["inventory"]:
+        extra["inventory"] = host_inventory(status)
     if params["queue"]:
         extra["queue_data"] = queue_data(params["queue"]["conf"], params["queue"]["dir"])
     module.exit_json(
@@ -392,7 +438,7 @@ def main():
         os_version=release.get("VERSION_ID", ""),
         os_codename=release.get("VERSION_CODENAME", ""),
         present=present(module.params["engines"], module.params["instances"]),
-        installed=installed(module.params["packages"]),
+        installed=installed(module.params["packages"], status),
         php_fpm_versions=php_fpm_versions(),
     )
 

@@ -156,17 +156,22 @@ def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(every
 PUNCTUATION_PASSWORD = "Letters " + "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + " End"
 
 
-def test_a_stopped_or_disabled_instance_is_brought_back_and_nothing_else_moves(every_host):
+def test_a_stopped_or_disabled_instance_or_a_removed_package_is_brought_back_and_nothing_else_moves(every_host):
     before = {}
     for host, redis, _ in every_host:
         redis.run("queue", "SET", "drift:queue-key", "kept", user="default")
         units = [redis.instances[name]["service"] for name in ("cache", "queue")]
         before[host] = run_id(redis, "queue"), units
         host.run_test("systemctl stop %s && systemctl disable %s" % tuple(units))
+        # Removed with its config files kept: dpkg keeps its file list, which no longer tells it is installed.
+        host.run_test("DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq unattended-upgrades")
+        assert host.package("unattended-upgrades").is_installed is False
     rc, out = playbook()
     assert rc == 0, out
-    assert changed_count(out) == len(every_host), out   # the units task: one start, one enable, per host
+    # per host: the units task (one start, one enable), apt's install and its result read
+    assert changed_count(out) == 3 * len(every_host), out
     for host, redis, _ in every_host:
+        assert host.package("unattended-upgrades").is_installed
         queue_id, units = before[host]
         for unit in units:
             assert host.service(unit).is_running and host.service(unit).is_enabled

@@ -55,7 +55,10 @@ PRODUCED_FACTS = {
               "redis_adopt_report",
               # The entry points validate and validate_apps: the packages this host needs from the role
               # (and from redis_endpoint on an app host), for playbooks/packages.yml's one apt transaction.
-              "redis_packages_wanted", "redis_client_packages_wanted"},
+              "redis_packages_wanted", "redis_client_packages_wanted",
+              # validate: the host's packages and masked units as its read found them, for
+              # playbooks/packages.yml's vps_packages_found (no look of its own on a rerun).
+              "redis_host_inventory"},
     # tasks/main.yml: the X.Y of the newest php-fpmX.Y on the host, used in paths and units.
     # The entry point validate: the packages for playbooks/packages.yml (as every role's below).
     "php_session": {"php_session_php_version", "php_session_packages_wanted"},

@@ -21,7 +21,43 @@ def test_present_lists_each_engines_config_files_and_data_folders():
                      "valkey": ["/var/lib/valkey/cache"]}
 
 
-def test_installed_reads_dpkgs_file_lists():
-    there = {"/var/lib/dpkg/info/redis-sentinel.list", "/var/lib/dpkg/info/haproxy:amd64.list"}
-    assert mod.installed(["redis-sentinel", "valkey-sentinel", "haproxy"], exists=there.__contains__) in (
-        ["redis-sentinel", "haproxy"], ["redis-sentinel"])
+STATUS = """Package: redis-sentinel
+Status: install ok installed
+Architecture: all
+
+Package: haproxy
+Status: install ok installed
+Architecture: amd64
+Description: fast and reliable load balancing reverse proxy
+ HAProxy is a TCP/HTTP reverse proxy
+ Status: install ok installed
+
+Package: unattended-upgrades
+Status: deinstall ok config-files
+Architecture: all
+
+Package: libc6
+Status: hold ok installed
+Architecture: amd64
+
+Package: php8.4-fpm
+Status: install ok half-configured
+"""
+
+
+def test_installed_reads_dpkgs_status_not_its_file_lists():
+    # A package removed with its config files kept (apt remove) keeps its NAME.list: not installed.
+    assert mod.installed(["redis-sentinel", "valkey-sentinel", "haproxy", "unattended-upgrades"], STATUS) == [
+        "redis-sentinel", "haproxy"]
+    assert mod.dpkg_installed(STATUS) == {"redis-sentinel", "haproxy", "libc6"}
+    assert mod.installed(["haproxy"], "") == []
+
+
+def test_inventory_lists_every_installed_package_and_the_units_under_etc():
+    def listdir(path):
+        if path != "/etc/systemd/system":
+            raise FileNotFoundError(path)
+        return ["redis-server.service", "multi-user.target.wants"]
+    assert mod.host_inventory(STATUS, listdir) == {"packages": ["haproxy", "libc6", "redis-sentinel"],
+                                                   "units": ["multi-user.target.wants", "redis-server.service"]}
+    assert mod.host_inventory("", lambda path: (_ for _ in ()).throw(OSError(path))) == {"packages": [], "units": []}
