@@ -283,6 +283,7 @@ def test_a_partitioned_primary_stops_taking_writes_and_rejoins_as_a_replica(node
 
 @pytest.mark.timed
 def test_a_rerun_after_failovers_changes_nothing_and_keeps_the_primary(nodes):
+    # (after the rolling restarts too: conftest.py runs test_rolling.py's timed tests first)
     primary = primary_of(nodes)
     rc, out = playbook()
     assert rc == 0 and changed_count(out) == 0, out[-3000:]
