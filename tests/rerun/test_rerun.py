@@ -153,6 +153,34 @@ def test_broken_restart_value_is_rolled_back_while_the_old_instance_serves(every
     assert rc == 0 and changed_count(out) == 0, out
 
 
+def test_a_live_step_that_fails_stops_the_run_and_puts_the_previous_files_back(every_host):
+    """The cache's socket gone (a plain file in its place: someone's cleanup of /run): the new
+    policy is written but cannot be applied live. The run must fail saying so, with the previous
+    files back, the queue untouched; it passed before, the change applied nowhere."""
+    before = {}
+    for host, redis, _ in every_host:
+        sock = redis.instances["cache"]["config"]["unixsocket"]
+        before[host] = host.file(redis.instances["cache"]["conf"]).sha256sum, run_id(redis, "queue")
+        host.run_test("mv %s %s.test && touch %s" % (sock, sock, sock))
+    try:
+        rc, out = playbook("-e", "redis_cache_maxmemory_policy=allkeys-lfu")
+        assert rc != 0, out
+        assert out.count("previous files are back in place") >= len(every_host), out
+        for host, redis, _ in every_host:
+            assert "cannot connect to %s" % redis.instances["cache"]["config"]["unixsocket"] in out, out
+            assert host.file(redis.instances["cache"]["conf"]).sha256sum == before[host][0]
+            assert copies_left(host, redis) == [], "backup files left behind"
+    finally:
+        for host, redis, _ in every_host:
+            sock = redis.instances["cache"]["config"]["unixsocket"]
+            host.run("rm -f %s && mv %s.test %s" % (sock, sock, sock))
+    for host, redis, _ in every_host:
+        assert redis.config("cache", "maxmemory-policy") == "allkeys-lru"
+        assert run_id(redis, "queue") == before[host][1]
+    rc, out = playbook()
+    assert rc == 0 and changed_count(out) == 0, out
+
+
 PUNCTUATION_PASSWORD = "Letters " + "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + " End"
 
 

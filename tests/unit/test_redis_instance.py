@@ -256,3 +256,48 @@ def test_copies_an_interrupted_run_left_are_removed_and_nothing_else(tmp_path):
     result = new_result()
     mod.sync_files(FakeModule(tmp_path, conf="x\n"), result)
     assert not result["changed"]
+
+
+def test_a_list_of_instances_runs_each_and_one_failure_stops_no_other(tmp_path, monkeypatch):
+    """O(instances): one module run for the host's instances (one run less on every rerun). Each
+    instance's result comes back in `results` with its `instance` as given; one that fails (here:
+    its config file cannot be written) is reported failed, with its message, and the others still
+    run; a secret setting's value is not returned."""
+    import grp
+    import json
+    import pwd
+
+    from ansible.module_utils import basic
+    owner, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+
+    def instance(name, conf):
+        return dict(socket=str(tmp_path / ("%s.sock" % name)), password="Adm1nPassw0rd", owner=owner, group=group,
+                    config={"maxmemory": "100"}, conf={"path": conf, "content": "maxmemory 100\nmasterauth T0pS3cret\n"},
+                    secret_config={"masterauth": "T0pS3cret"}, instance={"name": name, "service": "x@%s" % name})
+    args = {"ANSIBLE_MODULE_ARGS": {"instances": [instance("cache", str(tmp_path / "cache.conf")),
+                                                  instance("queue", str(tmp_path / "missing" / "queue.conf"))],
+                                    "_ansible_diff": True}}
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps(args).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy", raising=False)
+    out = {}
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", lambda self, **kw: (out.update(kw, failed=True), exit(1)))
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", lambda self, **kw: (out.update(kw), exit(0)))
+    with pytest.raises(SystemExit):
+        mod.main()
+    cache, queue = out["results"]
+    assert (cache["instance"]["name"], queue["instance"]["name"]) == ("cache", "queue")
+    assert not cache["failed"] and cache["written"] == [str(tmp_path / "cache.conf")] and not cache["running"]
+    assert (tmp_path / "cache.conf").read_text().startswith("maxmemory 100\n")
+    assert queue["failed"] and "queue.conf" in queue["msg"]
+    assert out["failed"] and out["changed"] and queue["msg"] in out["msg"]
+    # The diff of the file written, at the top (a task's diff), with the secret setting hidden.
+    assert [d["after_header"] for d in out["diff"]] == [str(tmp_path / "cache.conf")]
+    assert "T0pS3cret" not in json.dumps(out["diff"]) and "masterauth ********" in out["diff"][0]["after"]
+
+
+def test_the_secrets_of_a_list_of_instances_are_masked_as_the_modules_own():
+    spec = dict(mod.instance_spec(), instance=dict(type="raw"))
+    element = dict(socket="/run/x.sock", password="Adm1n", config={}, users={"path": "/x", "content": "user a on #h\n"},
+                   files=[{"path": "/y", "content": "Qu3ue\n"}, {"path": "/z", "content": ""}],
+                   secret_config={"masterauth": "R3plica"}, app_password=None)
+    assert mod.no_log_values(spec, element) == {"Adm1n", "user a on #h\n", "Qu3ue\n", "R3plica"}
