@@ -163,7 +163,11 @@ def expected_maxmemory(hostvars, host):
 
 
 def fill(host, redis, instance, prefix, count, size):
-    """SET `count` values of `size` bytes as the application user, pipelined; redis-cli's report."""
+    """SET `count` values of `size` bytes as the application user, pipelined; redis-cli's report.
+    It returns once the server has freed redis-cli's client too (at most 10 s): redis-cli --pipe
+    exits before that, and the client's query buffer and queued replies count in used_memory
+    until then (settled_used_memory: the same wait, for readings)."""
+    clients = int(redis.info(instance, "clients")["connected_clients"])
     generator = (
         "import sys\n"
         "v = 'x' * %d\n"
@@ -173,6 +177,9 @@ def fill(host, redis, instance, prefix, count, size):
         " %% (len(k), k, len(v), v))\n" % (size, count, prefix))
     out = host.run("python3 -c %s | %s --pipe" % (
         shlex.quote(generator), redis.cli(instance, "default", redis.credentials[instance])))
+    deadline = time.monotonic() + 10
+    while int(redis.info(instance, "clients")["connected_clients"]) > clients and time.monotonic() < deadline:
+        time.sleep(0.1)
     return out.stdout + out.stderr
 
 
