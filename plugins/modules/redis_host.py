@@ -33,7 +33,7 @@ options:
   inventory:
     description:
       - Also list every package dpkg has installed and every name under C(/etc/systemd/system) (RV(inventory)), for
-        the vps_packages role's O(vps_packages_found) input, so that a rerun needs no look of its own.
+        the vps_packages role's C(vps_packages_found) input, so that a rerun needs no look of its own.
     type: bool
     default: false
   credentials_dir:

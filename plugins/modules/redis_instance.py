@@ -792,9 +792,9 @@ def run_instance(module, params):
     try:
         apply_instance(InstanceRun(module, params))
     except _Ended as ended:
-        result = ended.result
-    mask(result, result.get("diff"), list(params["secret_config"]))
-    return result
+        mask(ended.result, ended.result.get("diff"), list(params["secret_config"]))
+        return ended.result
+    raise AssertionError("apply_instance ended without exit_json or fail_json")
 
 
 def apply_instance(module):
