@@ -263,19 +263,18 @@ def dpkg_status(path="/var/lib/dpkg/status"):
         return ""
 
 
-def installed(packages, status):
-    """Those of `packages` dpkg has installed (any architecture)."""
-    there = dpkg_installed(status)
+def installed(packages, there):
+    """Those of `packages` that are in `there` (dpkg_installed's set), in their order."""
     return [name for name in packages if name in there]
 
 
-def host_inventory(status, listdir=os.listdir):
-    """Every installed package and every name under /etc/systemd/system."""
+def host_inventory(there, listdir=os.listdir):
+    """Every installed package (`there`, dpkg_installed's set) and every name under /etc/systemd/system."""
     try:
         units = listdir("/etc/systemd/system")
     except OSError:
         units = []
-    return dict(packages=sorted(dpkg_installed(status)), units=sorted(units))
+    return dict(packages=sorted(there), units=sorted(units))
 
 
 def php_fpm_versions(listdir=os.listdir):
@@ -419,9 +418,10 @@ def main():
         extra["recovered"] = recover(params["recover"])
     if params["adopt_engine"]:
         extra["adopt"] = inspect_package_instance(params["adopt_engine"], module.run_command)
-    status = dpkg_status() if params["inventory"] or params["packages"] else ""
+    # dpkg's status read and parsed once, for both answers
+    there = dpkg_installed(dpkg_status()) if params["inventory"] or params["packages"] else set()
     if params["inventory"]:
-        extra["inventory"] = host_inventory(status)
+        extra["inventory"] = host_inventory(there)
     if params["queue"]:
         extra["queue_data"] = queue_data(params["queue"]["conf"], params["queue"]["dir"])
     module.exit_json(
@@ -438,7 +438,7 @@ def main():
         os_version=release.get("VERSION_ID", ""),
         os_codename=release.get("VERSION_CODENAME", ""),
         present=present(module.params["engines"], module.params["instances"]),
-        installed=installed(module.params["packages"], status),
+        installed=installed(module.params["packages"], there),
         php_fpm_versions=php_fpm_versions(),
     )
 

@@ -47,10 +47,11 @@ Status: install ok half-configured
 
 def test_installed_reads_dpkgs_status_not_its_file_lists():
     # A package removed with its config files kept (apt remove) keeps its NAME.list: not installed.
-    assert mod.installed(["redis-sentinel", "valkey-sentinel", "haproxy", "unattended-upgrades"], STATUS) == [
+    there = mod.dpkg_installed(STATUS)
+    assert there == {"redis-sentinel", "haproxy", "libc6"}
+    assert mod.installed(["redis-sentinel", "valkey-sentinel", "haproxy", "unattended-upgrades"], there) == [
         "redis-sentinel", "haproxy"]
-    assert mod.dpkg_installed(STATUS) == {"redis-sentinel", "haproxy", "libc6"}
-    assert mod.installed(["haproxy"], "") == []
+    assert mod.installed(["haproxy"], mod.dpkg_installed("")) == []
 
 
 def test_inventory_lists_every_installed_package_and_the_units_under_etc():
@@ -58,6 +59,6 @@ def test_inventory_lists_every_installed_package_and_the_units_under_etc():
         if path != "/etc/systemd/system":
             raise FileNotFoundError(path)
         return ["redis-server.service", "multi-user.target.wants"]
-    assert mod.host_inventory(STATUS, listdir) == {"packages": ["haproxy", "libc6", "redis-sentinel"],
+    assert mod.host_inventory(mod.dpkg_installed(STATUS), listdir) == {"packages": ["haproxy", "libc6", "redis-sentinel"],
                                                    "units": ["multi-user.target.wants", "redis-server.service"]}
-    assert mod.host_inventory("", lambda path: (_ for _ in ()).throw(OSError(path))) == {"packages": [], "units": []}
+    assert mod.host_inventory(set(), lambda path: (_ for _ in ()).throw(OSError(path))) == {"packages": [], "units": []}
