@@ -4,7 +4,7 @@ with its final owner and mode, renamed into place: never there half-written nor,
 briefly, readable by others), after an optional check command on the new content and an
 optional backup copy of the old file. The standard library only.
 
-Used by plugins/modules/redis_instance.py, host_files.py and redis_backup_setup.py."""
+Used by plugins/modules/redis_instance.py and host_files.py."""
 
 import grp
 import os

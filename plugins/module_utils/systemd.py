@@ -1,6 +1,5 @@
 """The collection's one reader of systemd's unit states: `systemctl show` for several
-units in one call, parsed. Used by plugins/modules/redis_instance.py, host_files.py and
-redis_backup_setup.py."""
+units in one call, parsed. Used by plugins/modules/redis_instance.py and host_files.py."""
 
 # ActiveState values of a unit that runs or is about to (a reload keeps it running).
 RUNNING = ("active", "activating", "reloading")

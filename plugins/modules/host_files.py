@@ -1,26 +1,52 @@
 #!/usr/bin/python
-"""A role's files, kernel values, group memberships and units in one module run: an
-idempotent rerun of the kernel tuning, the hardening or PHP's sessions costs one module
-run each (a template, copy, sysctl, user and systemd task cost one or two apiece)."""
+"""A role's folders, files, kernel values, group memberships and units in one module run: an
+idempotent rerun of the kernel tuning, the hardening, PHP's sessions, the exporters or the
+backups costs one module run each (a file, template, sysctl, user and systemd task cost one
+or two apiece), and every role that uses it shares one module build per run."""
 
 DOCUMENTATION = r"""
 module: host_files
-short_description: Write a role's files, apply kernel values live, start its units and reload them, in one run
+short_description: Write a role's folders and files, apply kernel values live, start, stop or mask its units, in one run
 description:
-  - Each file of O(files) whose content, owner or mode differs is written (every new content checked first with its
-    O(files[].validate) command, before any file is written; then a temporary file with its final owner and mode
-    renamed into place).
+  - Each folder of O(dirs) is made where it is missing (with its parents), its owner and mode set where they differ.
+  - Each file of O(files) whose content (byte for byte), owner or mode differs is written (every new content checked
+    first with its O(files[].validate) command, before any file is written; then a temporary file with its final
+    owner and mode renamed into place).
   - Each kernel value of O(sysctl) and O(sysfs) that differs from the running one is written, where the kernel lets
     it be written; where not (a container's read-only C(/proc/sys) and C(/sys)), it is listed in RV(live_skipped).
   - Each user of O(user_groups) joins its group where it is not a member yet (C(usermod -a -G)).
   - When a written file is a unit file or drop-in (under C(/etc/systemd/system)), systemd reloads its units.
   - Each unit of O(units) is enabled and started where it is not so already (one C(systemctl show) reads them all);
     a unit that was running and that a changed file or group membership names in its C(notify) (or O(units[].reload))
-    is reloaded or restarted, after its O(units[].check) command passed.
+    is reloaded or restarted, after its O(units[].check) command passed. A unit of O(units[].state=stopped) is stopped
+    and disabled where it runs or is enabled; one of O(units[].state=masked) is masked (a link to C(/dev/null) in
+    C(/etc/systemd/system), where nothing is there yet) and stopped where it runs.
   - The O(probes) commands run last (read-only, also in check mode); their output is returned, for the role to judge.
   - Check mode reports what would change and changes nothing; with C(--diff) the files' changes are shown, except
     those whose content is in O(secrets).
 options:
+  dirs:
+    description: Folders to have on the host, with their owner and mode.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The folder (made with its parents where missing).
+        type: path
+        required: true
+      owner:
+        description: Its owner.
+        type: str
+        default: root
+      group:
+        description: Its group.
+        type: str
+        default: root
+      mode:
+        description: Its mode, octal.
+        type: str
+        default: "0755"
   files:
     description: Files to have on the host.
     type: list
@@ -110,12 +136,23 @@ options:
         description: The unit (C(nftables.service)).
         type: str
         required: true
+      state:
+        description:
+          - C(running) - enabled and started as O(units[].enabled) and O(units[].started) say, reloaded or restarted
+            when notified.
+          - C(stopped) - stopped and disabled where it runs or is enabled (a timer turned off).
+          - C(masked) - a link to C(/dev/null) as C(/etc/systemd/system/NAME) (a file already there, the admin's own
+            unit, is left as it is), and stopped where it runs; systemd reloads its units when its package is installed.
+            Masked before its package is installed, the package never starts it.
+        type: str
+        choices: [running, stopped, masked]
+        default: running
       enabled:
-        description: Enabled at boot.
+        description: Enabled at boot (O(units[].state=running)).
         type: bool
         default: true
       started:
-        description: Started when it is not running.
+        description: Started when it is not running (O(units[].state=running)).
         type: bool
         default: true
       on_change:
@@ -158,6 +195,24 @@ author: redis-vps developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
+- name: Mask the package's own unit before the package is installed
+  redis_vps.server.host_files:
+    units:
+      - name: redis-server.service
+        state: masked
+
+- name: A program, its timer's units and a root-only folder; the timer restarted when its units change
+  redis_vps.server.host_files:
+    dirs:
+      - {path: /var/backups/redis/queue, owner: redis, group: redis, mode: "0700"}
+    files:
+      - path: /etc/systemd/system/redis-vps-backup@.timer
+        content: "{{ lookup('ansible.builtin.template', 'redis-vps-backup@.timer.j2') }}"
+        notify: [redis-vps-backup@queue.timer]
+    units:
+      - name: redis-vps-backup@queue.timer
+        on_change: restart
+
 - name: Kernel settings for Redis, at boot and now
   redis_vps.server.host_files:
     files:
@@ -195,6 +250,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+dirs:
+  description: The folders made, or whose owner or mode was set (in check mode, to be).
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/backups/redis/queue]
 written:
   description: The files written (or, in check mode, to be written).
   returned: always
@@ -228,6 +289,12 @@ daemon_reload:
   returned: always
   type: bool
   sample: false
+masked:
+  description: The units of O(units[].state=masked) masked now (or, in check mode, to be).
+  returned: always
+  type: list
+  elements: str
+  sample: [redis-server.service]
 units:
   description: Unit -> its state as found and what was done to it.
   returned: always
@@ -255,6 +322,12 @@ units:
       type: bool
     restarted:
       description: It was restarted.
+      type: bool
+    stopped:
+      description: It was stopped now (O(units[].state=stopped) or V(masked)).
+      type: bool
+    masked_now:
+      description: It was masked now.
       type: bool
 probes:
   description: Name -> the result of that O(probes) command.
@@ -341,7 +414,7 @@ def check_files(module, result, files):
     """Each new content with a check command is checked before any file is written: one
     that fails leaves every file as it was."""
     for spec, content in files:
-        if not spec["validate"] or host_file.read(spec["path"]) == content:
+        if not spec["validate"] or host_file.read(spec["path"], exact=True) == content:
             continue
         try:
             host_file.check_content(module.run_command, spec["validate"], spec["path"], content)
@@ -360,7 +433,7 @@ def sync_files(module, result, notified, diffs):
         try:
             done = host_file.sync(spec["path"], content, spec["owner"], spec["group"], spec["mode"],
                                   backup=module.backup_local if spec["backup"] else None,
-                                  run_command=module.run_command, check_mode=module.check_mode)
+                                  run_command=module.run_command, check_mode=module.check_mode, exact=True)
         except (OSError, KeyError, ValueError) as exc:
             module.fail_json(msg="cannot write %s: %s" % (spec["path"], exc), **result)
         result["changed"] |= done["changed"]
@@ -372,6 +445,43 @@ def sync_files(module, result, notified, diffs):
             if spec["content"] is not None:
                 diffs.append(dict(before_header=spec["path"], after_header=spec["path"],
                                   before=done["before"] or "", after=content))
+
+
+def sync_dirs(module, result):
+    for spec in module.params["dirs"]:
+        try:
+            done = host_file.sync_dir(spec["path"], spec["owner"], spec["group"], spec["mode"], check_mode=module.check_mode)
+        except (OSError, KeyError, ValueError) as exc:
+            module.fail_json(msg="cannot make the folder %s: %s" % (spec["path"], exc), **result)
+        if done:
+            result["dirs"].append(spec["path"])
+            result["changed"] = True
+
+
+MASK_DIR = "/etc/systemd/system"
+# Where packages install their units (Debian 13 has merged /usr: /lib is a link to /usr/lib).
+PACKAGE_UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system")
+
+
+def mask_units(module, result):
+    """Each unit of state masked gets its link to /dev/null where nothing is there yet. Returns
+    whether systemd must reload its units (one of them is installed: its package is there)."""
+    reload_needed = False
+    for spec in module.params["units"]:
+        if spec["state"] != "masked":
+            continue
+        path = os.path.join(MASK_DIR, spec["name"])
+        if os.path.lexists(path):
+            continue
+        if not module.check_mode:
+            try:
+                os.symlink("/dev/null", path)
+            except OSError as exc:
+                module.fail_json(msg="cannot mask %s: %s" % (spec["name"], exc), **result)
+        result["masked"].append(spec["name"])
+        result["changed"] = True
+        reload_needed |= any(os.path.exists(os.path.join(folder, spec["name"])) for folder in PACKAGE_UNIT_DIRS)
+    return reload_needed
 
 
 def sync_groups(module, result, notified):
@@ -389,23 +499,37 @@ def sync_groups(module, result, notified):
         notified.update(spec["notify"])
 
 
-def sync_units(module, result, notified):
-    units = module.params["units"]
-    unknown = notified - set(spec["name"] for spec in units)
-    if unknown:
-        module.fail_json(msg="notify names units that are not in units: %s" % ", ".join(sorted(unknown)), **result)
-    if not units:
-        return
+def unit_states(module, result):
+    """unit -> its properties (one systemctl show for them all)."""
     try:
-        states = systemd.show(module.run_command, [spec["name"] for spec in units])
+        return systemd.show(module.run_command, [spec["name"] for spec in module.params["units"]])
     except RuntimeError as exc:
         module.fail_json(msg=str(exc), **result)
-    for spec in units:
+
+
+def stop_unit(module, result, spec, state, done):
+    """A unit of state stopped (stopped and disabled) or masked (stopped) where it is not so."""
+    name = spec["name"]
+    disable = spec["state"] == "stopped" and state["enabled"]
+    if not state["active"] and not disable:
+        return
+    if not module.check_mode:
+        run(module, result, ["systemctl", "disable", "--now", name] if disable else ["systemctl", "stop", name],
+            "stopping " + name)
+    done["stopped"] = state["active"]
+    result["changed"] = True
+
+
+def sync_units(module, result, notified, states):
+    for spec in module.params["units"]:
         name = spec["name"]
         state = systemd.summary(states.get(name, {}))
         done = dict(state, started=False, enabled_now=False, notified=name in notified or spec["reload"],
-                    reloaded=False, restarted=False)
+                    reloaded=False, restarted=False, stopped=False, masked_now=name in result["masked"])
         result["units"][name] = done
+        if spec["state"] != "running":
+            stop_unit(module, result, spec, state, done)
+            continue
         if spec["enabled"] and not state["enabled"]:
             if not module.check_mode:
                 run(module, result, ["systemctl", "enable", name], "enabling " + name)
@@ -425,6 +549,11 @@ def sync_units(module, result, notified):
 
 
 ARGUMENT_SPEC = dict(
+    dirs=dict(type="list", elements="dict", default=[],
+              options=dict(path=dict(type="path", required=True),
+                           owner=dict(type="str", default="root"),
+                           group=dict(type="str", default="root"),
+                           mode=dict(type="str", default="0755"))),
     # Secret contents are in `secrets`: paths, modes and plain contents come back in diffs.
     files=dict(type="list", elements="dict", default=[],
                options=dict(path=dict(type="path", required=True),
@@ -444,6 +573,7 @@ ARGUMENT_SPEC = dict(
                                   notify=dict(type="list", elements="str", default=[]))),
     units=dict(type="list", elements="dict", default=[],
                options=dict(name=dict(type="str", required=True),
+                            state=dict(type="str", choices=["running", "stopped", "masked"], default="running"),
                             enabled=dict(type="bool", default=True),
                             started=dict(type="bool", default=True),
                             on_change=dict(type="str", choices=["reload", "restart"], default="reload"),
@@ -461,20 +591,25 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    result = dict(changed=False, written=[], backups={}, live={}, live_skipped=[], groups_added=[], daemon_reload=False,
-                  units={}, probes={})
+    result = dict(changed=False, dirs=[], written=[], backups={}, live={}, live_skipped=[], groups_added=[],
+                  daemon_reload=False, masked=[], units={}, probes={})
     notified, diffs = set(), []
+    sync_dirs(module, result)
     sync_files(module, result, notified, diffs)
     for name, value in params["sysctl"].items():
         sync_kernel(module, result, sysctl_path(name), name, value)
     for path, value in params["sysfs"].items():
         sync_kernel(module, result, path, path, value)
     sync_groups(module, result, notified)
-    if any(path.startswith("/etc/systemd/system/") for path in result["written"]):
+    unknown = notified - set(spec["name"] for spec in params["units"])
+    if unknown:
+        module.fail_json(msg="notify names units that are not in units: %s" % ", ".join(sorted(unknown)), **result)
+    reload_masked = mask_units(module, result)
+    if reload_masked or any(path.startswith(MASK_DIR + "/") for path in result["written"]):
         if not module.check_mode:
             run(module, result, ["systemctl", "daemon-reload"], "reloading systemd's units")
         result["daemon_reload"] = True
-    sync_units(module, result, notified)
+    sync_units(module, result, notified, unit_states(module, result))
     for probe in params["probes"]:
         rc, out, err = module.run_command(probe["argv"])
         result["probes"][probe["name"]] = dict(rc=rc, stdout=out, stdout_lines=out.splitlines(), stderr=err)

@@ -143,10 +143,12 @@ installed:
 inventory:
   description:
     - "With O(inventory): C(packages), every package C(/var/lib/dpkg/status) records as installed (not one removed
-      with its config files kept), and C(units), the names under C(/etc/systemd/system) (a masked unit is a link there)."
+      with its config files kept), C(units), the names under C(/etc/systemd/system) (a masked unit is a link there),
+      and C(apt_lists), whether C(/var/lib/apt/lists) holds package lists."
   type: dict
   returned: when O(inventory) is true
-  sample: {packages: [nftables, redis-server, redis-tools], units: [redis-server.service, multi-user.target.wants]}
+  sample: {packages: [nftables, redis-server, redis-tools], units: [redis-server.service, multi-user.target.wants],
+           apt_lists: true}
 php_fpm_versions:
   description: The PHP-FPM versions installed (C(/usr/sbin/php-fpmX.Y)), oldest first.
   type: list
@@ -269,12 +271,16 @@ def installed(packages, there):
 
 
 def host_inventory(there, listdir=os.listdir):
-    """Every installed package (`there`, dpkg_installed's set) and every name under /etc/systemd/system."""
-    try:
-        units = listdir("/etc/systemd/system")
-    except OSError:
-        units = []
-    return dict(packages=sorted(there), units=sorted(units))
+    """Every installed package (`there`, dpkg_installed's set), every name under /etc/systemd/system,
+    and whether apt has package lists at all (an image with emptied lists needs a refresh whatever
+    their folder's age)."""
+    def names(folder):
+        try:
+            return listdir(folder)
+        except OSError:
+            return []
+    apt_lists = any(re.search(r"_Packages(\.[a-z0-9]+)?$", name) for name in names("/var/lib/apt/lists"))
+    return dict(packages=sorted(there), units=sorted(names("/etc/systemd/system")), apt_lists=apt_lists)
 
 
 def php_fpm_versions(listdir=os.listdir):

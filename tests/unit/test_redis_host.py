@@ -54,11 +54,18 @@ def test_installed_reads_dpkgs_status_not_its_file_lists():
     assert mod.installed(["haproxy"], mod.dpkg_installed("")) == []
 
 
-def test_inventory_lists_every_installed_package_and_the_units_under_etc():
+def test_inventory_lists_every_installed_package_the_units_under_etc_and_whether_apt_has_lists():
+    lists = {"/etc/systemd/system": ["redis-server.service", "multi-user.target.wants"],
+             "/var/lib/apt/lists": ["lock", "partial", "deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages.lz4"]}
+
     def listdir(path):
-        if path != "/etc/systemd/system":
+        if path not in lists:
             raise FileNotFoundError(path)
-        return ["redis-server.service", "multi-user.target.wants"]
+        return lists[path]
     assert mod.host_inventory(mod.dpkg_installed(STATUS), listdir) == {"packages": ["haproxy", "libc6", "redis-sentinel"],
-                                                   "units": ["multi-user.target.wants", "redis-server.service"]}
-    assert mod.host_inventory(set(), lambda path: (_ for _ in ()).throw(OSError(path))) == {"packages": [], "units": []}
+                                                   "units": ["multi-user.target.wants", "redis-server.service"],
+                                                   "apt_lists": True}
+    lists["/var/lib/apt/lists"] = ["lock", "partial"]       # an image with emptied lists
+    assert not mod.host_inventory(set(), listdir)["apt_lists"]
+    assert mod.host_inventory(set(), lambda path: (_ for _ in ()).throw(OSError(path))) == {
+        "packages": [], "units": [], "apt_lists": False}
