@@ -12,10 +12,12 @@ description:
   - Each file of O(files) whose content (byte for byte), owner or mode differs is written (every new content checked
     first with its O(files[].validate) command, before any file is written; then a temporary file with its final
     owner and mode renamed into place).
+  - Each path of O(absent) is removed where it is there (a file of an earlier release).
   - Each kernel value of O(sysctl) and O(sysfs) that differs from the running one is written, where the kernel lets
     it be written; where not (a container's read-only C(/proc/sys) and C(/sys)), it is listed in RV(live_skipped).
   - Each user of O(user_groups) joins its group where it is not a member yet (C(usermod -a -G)).
-  - When a written file is a unit file or drop-in (under C(/etc/systemd/system)), systemd reloads its units.
+  - When a written file is a unit file or drop-in (under C(/etc/systemd/system)), or O(daemon_reload) asks, systemd
+    reloads its units.
   - Each unit of O(units) is enabled and started where it is not so already (one C(systemctl show) reads them all);
     a unit that was running and that a changed file or group membership names in its C(notify) (or O(units[].reload))
     is reloaded or restarted, after its O(units[].check) command passed. A unit of O(units[].state=stopped) is stopped
@@ -90,6 +92,15 @@ options:
         type: list
         elements: str
         default: []
+  absent:
+    description: Files to remove where they are there (reported in RV(removed)).
+    type: list
+    elements: path
+    default: []
+  daemon_reload:
+    description: Reload systemd's units before the O(units) are handled (their files changed outside this run).
+    type: bool
+    default: false
   secrets:
     description:
       - Path -> the content of a file of O(files) that holds a secret (O(files[].content) left out). Never shown in
@@ -256,6 +267,12 @@ dirs:
   type: list
   elements: str
   sample: [/var/backups/redis/queue]
+removed:
+  description: The files of O(absent) removed (or, in check mode, to be).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/ssh/sshd_config.d/50-redis-vps-hardening.conf]
 written:
   description: The files written (or, in check mode, to be written).
   returned: always
@@ -285,7 +302,7 @@ groups_added:
   elements: str
   sample: ["www-data:redis"]
 daemon_reload:
-  description: Whether systemd reloaded its units (a unit file or drop-in was written).
+  description: Whether systemd reloaded its units (a unit file or drop-in was written, or O(daemon_reload)).
   returned: always
   type: bool
   sample: false
@@ -484,6 +501,19 @@ def mask_units(module, result):
     return reload_needed
 
 
+def remove_files(module, result):
+    for path in module.params["absent"]:
+        if not os.path.lexists(path):
+            continue
+        if not module.check_mode:
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                module.fail_json(msg="cannot remove %s: %s" % (path, exc), **result)
+        result["removed"].append(path)
+        result["changed"] = True
+
+
 def sync_groups(module, result, notified):
     for spec in module.params["user_groups"]:
         try:
@@ -564,6 +594,8 @@ ARGUMENT_SPEC = dict(
                             validate=dict(type="str"),
                             backup=dict(type="bool", default=False),
                             notify=dict(type="list", elements="str", default=[]))),
+    absent=dict(type="list", elements="path", default=[]),
+    daemon_reload=dict(type="bool", default=False),
     secrets=dict(type="dict", default={}, no_log=True),
     sysctl=dict(type="dict", default={}),
     sysfs=dict(type="dict", default={}),
@@ -591,11 +623,12 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    result = dict(changed=False, dirs=[], written=[], backups={}, live={}, live_skipped=[], groups_added=[],
+    result = dict(changed=False, dirs=[], written=[], removed=[], backups={}, live={}, live_skipped=[], groups_added=[],
                   daemon_reload=False, masked=[], units={}, probes={})
     notified, diffs = set(), []
     sync_dirs(module, result)
     sync_files(module, result, notified, diffs)
+    remove_files(module, result)
     for name, value in params["sysctl"].items():
         sync_kernel(module, result, sysctl_path(name), name, value)
     for path, value in params["sysfs"].items():
@@ -605,10 +638,11 @@ def main():
     if unknown:
         module.fail_json(msg="notify names units that are not in units: %s" % ", ".join(sorted(unknown)), **result)
     reload_masked = mask_units(module, result)
-    if reload_masked or any(path.startswith(MASK_DIR + "/") for path in result["written"]):
+    if params["daemon_reload"] or reload_masked or any(path.startswith(MASK_DIR + "/") for path in result["written"]):
         if not module.check_mode:
             run(module, result, ["systemctl", "daemon-reload"], "reloading systemd's units")
         result["daemon_reload"] = True
+        result["changed"] |= params["daemon_reload"]
     sync_units(module, result, notified, unit_states(module, result))
     for probe in params["probes"]:
         rc, out, err = module.run_command(probe["argv"])
