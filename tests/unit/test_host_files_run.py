@@ -198,3 +198,24 @@ def test_a_secret_content_is_not_in_the_modules_log_line(monkeypatch, capsys, tm
     out = run(monkeypatch, capsys, secret_file(tmp_path, content="a\n%s\nb\n" % SECRET))
     assert out["changed"] and out["logged"] and all(SECRET not in line for line in out["logged"])
     assert SECRET not in json.dumps(out)
+
+
+def test_a_file_of_an_earlier_release_is_removed_where_it_is_there(monkeypatch, capsys, tmp_path):
+    old = tmp_path / "50-redis-vps-hardening.conf"
+    old.write_text("PasswordAuthentication no\n")
+    out = run(monkeypatch, capsys, {"absent": [str(old)]}, check_mode=True)
+    assert out["changed"] and out["removed"] == [str(old)] and old.exists()
+    out = run(monkeypatch, capsys, {"absent": [str(old)]})
+    assert out["changed"] and out["removed"] == [str(old)] and not old.exists()
+    assert not run(monkeypatch, capsys, {"absent": [str(old)]})["changed"]
+
+
+def test_systemd_reloads_when_asked_before_the_units_are_read(monkeypatch, capsys):
+    """The instances' drop-ins are written by another module run: systemd reloads them first,
+    then the units found stopped are started (one run)."""
+    systemctl = Systemctl({"redis-server@cache.service": ("inactive", "disabled")})
+    out = run(monkeypatch, capsys, {"daemon_reload": True, "units": [{"name": "redis-server@cache.service"}]}, systemctl)
+    assert out["changed"] and out["daemon_reload"]
+    assert [argv[1:] for argv in systemctl.calls] == [
+        ["daemon-reload"], ["show", "--property=Id,ActiveState,UnitFileState", "redis-server@cache.service"],
+        ["enable", "redis-server@cache.service"], ["start", "redis-server@cache.service"]]
