@@ -551,6 +551,11 @@ def stop_unit(module, result, spec, state, done):
 
 
 def sync_units(module, result, notified, states):
+    """Each unit as its spec asks. The units to enable are enabled in one systemctl call, then those
+    to start are started in one (systemd starts them side by side: two Redis instances each wait
+    for their own readiness), then the notified ones are reloaded or restarted one by one, each
+    after its check."""
+    enable, start, notified_specs = [], [], []
     for spec in module.params["units"]:
         name = spec["name"]
         state = systemd.summary(states.get(name, {}))
@@ -561,21 +566,26 @@ def sync_units(module, result, notified, states):
             stop_unit(module, result, spec, state, done)
             continue
         if spec["enabled"] and not state["enabled"]:
-            if not module.check_mode:
-                run(module, result, ["systemctl", "enable", name], "enabling " + name)
+            enable.append(name)
             done["enabled_now"] = result["changed"] = True
         if spec["started"] and not state["active"]:
-            if not module.check_mode:
-                run(module, result, ["systemctl", "start", name], "starting " + name)
+            start.append(name)
             done["started"] = result["changed"] = True
         elif done["notified"] and state["active"]:
-            if not module.check_mode:
-                if spec["check"]:
-                    run(module, result, spec["check"], "the check before reloading " + name)
-                run(module, result, ["systemctl", "reload" if spec["on_change"] == "reload" else "restart", name],
-                    "%sing %s" % (spec["on_change"], name))
+            notified_specs.append(spec)
             done["reloaded" if spec["on_change"] == "reload" else "restarted"] = True
             result["changed"] = True
+    if module.check_mode:
+        return
+    if enable:
+        run(module, result, ["systemctl", "enable"] + enable, "enabling " + ", ".join(enable))
+    if start:
+        run(module, result, ["systemctl", "start"] + start, "starting " + ", ".join(start))
+    for spec in notified_specs:
+        if spec["check"]:
+            run(module, result, spec["check"], "the check before reloading " + spec["name"])
+        run(module, result, ["systemctl", "reload" if spec["on_change"] == "reload" else "restart", spec["name"]],
+            "%sing %s" % (spec["on_change"], spec["name"]))
 
 
 ARGUMENT_SPEC = dict(

@@ -135,6 +135,10 @@ def test_timers_are_started_stopped_or_restarted_only_where_they_are_not_so(monk
     systemctl = Systemctl({timers[0]: ("active", "enabled"), timers[1]: ("inactive", "disabled")})
     out = run(monkeypatch, capsys, {"units": [{"name": t} for t in timers]}, systemctl)
     assert out["changed"] and systemctl.actions() == [["enable", timers[1]], ["start", timers[1]]]
+    # Several units to start: one systemctl call, systemd starts them side by side.
+    systemctl = Systemctl({timers[0]: ("inactive", "disabled"), timers[1]: ("inactive", "disabled")})
+    run(monkeypatch, capsys, {"units": [{"name": t} for t in timers]}, systemctl)
+    assert systemctl.actions() == [["enable"] + timers, ["start"] + timers]
     assert [argv for argv in systemctl.calls if argv[1] == "show"] == [
         ["systemctl", "show", "--property=Id,ActiveState,UnitFileState"] + timers]     # one call for all
     systemctl = Systemctl({timers[0]: ("active", "enabled"), timers[1]: ("active", "enabled")})
@@ -149,7 +153,7 @@ def test_timers_are_started_stopped_or_restarted_only_where_they_are_not_so(monk
     unit = dict(plain_file(tmp_path / "redis-vps-backup@.timer", "[Timer]\n"), notify=timers)
     systemctl = Systemctl({timers[0]: ("active", "enabled"), timers[1]: ("inactive", "enabled")})
     out = run(monkeypatch, capsys, {"files": [unit], "units": [{"name": t, "on_change": "restart"} for t in timers]}, systemctl)
-    assert systemctl.actions() == [["daemon-reload"], ["restart", timers[0]], ["start", timers[1]]]
+    assert systemctl.actions() == [["daemon-reload"], ["start", timers[1]], ["restart", timers[0]]]
 
 
 def test_a_unit_is_masked_before_its_package_is_there_and_a_file_of_the_admin_is_left_alone(monkeypatch, capsys, tmp_path):
