@@ -195,6 +195,29 @@ options:
         type: list
         elements: str
         required: true
+  record:
+    description:
+      - A name (lowercase letters, digits, C(_)) for what this run puts in place. After a run that did all its options
+        ask, the record C(/var/lib/redis-vps/host_files/NAME.json) (root only) keeps the digest of the options and what
+        they put in place (each file's SHA-256, owner and mode; the folders, removed paths, kernel values in force,
+        group memberships, units' wanted states, a digest of each probe's exit status and output).
+        M(redis_vps.server.redis_host) with its C(records) option tells which records the host still holds, as it is
+        now (running the probes again).
+      - Writing the record is bookkeeping, not reported as a change; not written in check mode. A role that judges
+        the probes' output after the run removes the record when its judgement fails (vps_hardening does).
+    type: str
+  recorded:
+    description:
+      - The digests of the records the host still held, as M(redis_vps.server.redis_host) read them earlier in the run
+        (its RV(redis_vps.server.redis_host#module:records)); empty, or no O(record), the module always runs.
+      - "Read on the controller by the collection's action plugin: when the digest of this task's options equals
+        O(recorded[record]), the host holds everything they ask and the module run is skipped (RV(recorded) true,
+        nothing changed, RV(probes) empty: their output is what the recorded run judged). Never skipped with
+        O(daemon_reload) or a O(units[].reload) that is true: those act on every run."
+      - Give it only what a read of the same run returned, from before anything else changed the host outside this
+        module (site.yml passes it only when no package was installed).
+    type: dict
+    default: {}
 attributes:
   check_mode:
     description: Reports what it would write, apply, add and start, changing nothing (the probes still run).
@@ -258,6 +281,17 @@ EXAMPLES = r"""
     units:
       - name: php8.4-fpm.service
         check: [php-fpm8.4, --test]
+
+- name: The kernel settings again, no module run where the host still holds what the last run put in place
+  redis_vps.server.host_files:
+    files:
+      - path: /etc/sysctl.d/60-redis.conf
+        content: "vm.overcommit_memory=1\n"
+    sysctl:
+      vm.overcommit_memory: 1
+    record: redis_kernel
+    # (the validation's read: redis_vps.server.redis_host with records: true)
+    recorded: "{{ host_files_recorded | default({}) }}"
 """
 
 RETURN = r"""
@@ -351,28 +385,19 @@ probes:
   returned: always
   type: dict
   sample: {sshd: {rc: 0, stdout: "port 22\n", stdout_lines: ["port 22"], stderr: ""}}
+recorded:
+  description: True where the module did not run, the host holding what O(record) recorded (see O(recorded)).
+  returned: when the module run was skipped
+  type: bool
+  sample: true
 """
 
 import errno
-import grp
 import os
-import pwd
 
 from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils import files as host_file
-from ansible_collections.redis_vps.server.plugins.module_utils import systemd
-
-
-def current_choice(text):
-    """The value in force of a kernel file: `always madvise [never]` -> never."""
-    text = (text or "").strip()
-    if "[" in text and "]" in text:
-        return text[text.index("[") + 1:text.index("]")]
-    return " ".join(text.split())
-
-
-def sysctl_path(name):
-    return "/proc/sys/" + name.replace(".", "/")
+from ansible_collections.redis_vps.server.plugins.module_utils import records, systemd
 
 
 def wanted_value(value):
@@ -382,7 +407,7 @@ def wanted_value(value):
 def sync_kernel(module, result, path, key, value):
     """One kernel value: written where it differs and the kernel lets it be written."""
     try:
-        before = current_choice(host_file.read(path))
+        before = records.current_choice(host_file.read(path))
     except OSError as exc:
         module.fail_json(msg="cannot read %s: %s" % (path, exc), **result)
     after = wanted_value(value)
@@ -404,9 +429,6 @@ def sync_kernel(module, result, path, key, value):
     result["changed"] = True
 
 
-def is_member(user, group):
-    entry = grp.getgrnam(group)
-    return user in entry.gr_mem or pwd.getpwnam(user).pw_gid == entry.gr_gid
 
 
 def run(module, result, argv, what):
@@ -475,7 +497,7 @@ def sync_dirs(module, result):
             result["changed"] = True
 
 
-MASK_DIR = "/etc/systemd/system"
+MASK_DIR = records.MASK_DIR
 # Where packages install their units (Debian 13 has merged /usr: /lib is a link to /usr/lib).
 PACKAGE_UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system")
 
@@ -517,7 +539,7 @@ def remove_files(module, result):
 def sync_groups(module, result, notified):
     for spec in module.params["user_groups"]:
         try:
-            member = is_member(spec["user"], spec["group"])
+            member = records.is_member(spec["user"], spec["group"])
         except KeyError as exc:
             module.fail_json(msg="user_groups: no such user or group: %s" % exc, **result)
         if member:
@@ -588,48 +610,25 @@ def sync_units(module, result, notified, states):
             "%sing %s" % (spec["on_change"], spec["name"]))
 
 
-ARGUMENT_SPEC = dict(
-    dirs=dict(type="list", elements="dict", default=[],
-              options=dict(path=dict(type="path", required=True),
-                           owner=dict(type="str", default="root"),
-                           group=dict(type="str", default="root"),
-                           mode=dict(type="str", default="0755"))),
-    # Secret contents are in `secrets`: paths, modes and plain contents come back in diffs.
-    files=dict(type="list", elements="dict", default=[],
-               options=dict(path=dict(type="path", required=True),
-                            content=dict(type="str"),
-                            owner=dict(type="str", default="root"),
-                            group=dict(type="str", default="root"),
-                            mode=dict(type="str", default="0644"),
-                            validate=dict(type="str"),
-                            backup=dict(type="bool", default=False),
-                            notify=dict(type="list", elements="str", default=[]))),
-    absent=dict(type="list", elements="path", default=[]),
-    daemon_reload=dict(type="bool", default=False),
-    secrets=dict(type="dict", default={}, no_log=True),
-    sysctl=dict(type="dict", default={}),
-    sysfs=dict(type="dict", default={}),
-    user_groups=dict(type="list", elements="dict", default=[],
-                     options=dict(user=dict(type="str", required=True),
-                                  group=dict(type="str", required=True),
-                                  notify=dict(type="list", elements="str", default=[]))),
-    units=dict(type="list", elements="dict", default=[],
-               options=dict(name=dict(type="str", required=True),
-                            state=dict(type="str", choices=["running", "stopped", "masked"], default="running"),
-                            enabled=dict(type="bool", default=True),
-                            started=dict(type="bool", default=True),
-                            on_change=dict(type="str", choices=["reload", "restart"], default="reload"),
-                            reload=dict(type="bool", default=False),
-                            check=dict(type="list", elements="str", default=[]))),
-    probes=dict(type="list", elements="dict", default=[],
-                options=dict(name=dict(type="str", required=True),
-                             argv=dict(type="list", elements="str", required=True))),
-)
+
+
+def write_record(module, result):
+    """O(record): what this run put in place, for the next run's check (module_utils/records.py)."""
+    name = module.params["record"]
+    if not name or module.check_mode:
+        return
+    if not records.NAME.match(name):
+        module.fail_json(msg="record: %r is not a name of lowercase letters, digits and _" % name, **result)
+    try:
+        records.write(name, records.snapshot(module.params, dict((spec["path"], content) for spec, content in contents(module, result)),
+                                             result["probes"]))
+    except (OSError, KeyError, ValueError) as exc:
+        module.fail_json(msg="cannot write the record %s: %s" % (records.path_of(name), exc), **result)
 
 
 def main():
     module = QuietModule(
-        argument_spec=ARGUMENT_SPEC,
+        argument_spec=records.ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     params = module.params
@@ -640,7 +639,7 @@ def main():
     sync_files(module, result, notified, diffs)
     remove_files(module, result)
     for name, value in params["sysctl"].items():
-        sync_kernel(module, result, sysctl_path(name), name, value)
+        sync_kernel(module, result, records.sysctl_path(name), name, value)
     for path, value in params["sysfs"].items():
         sync_kernel(module, result, path, path, value)
     sync_groups(module, result, notified)
@@ -659,6 +658,7 @@ def main():
         result["probes"][probe["name"]] = dict(rc=rc, stdout=out, stdout_lines=out.splitlines(), stderr=err)
     if diffs and module._diff:
         result["diff"] = diffs
+    write_record(module, result)
     module.exit_json(**result)
 
 

@@ -36,6 +36,14 @@ options:
         the vps_packages role's C(vps_packages_found) input, so that a rerun needs no look of its own.
     type: bool
     default: false
+  records:
+    description:
+      - "Also check every record that M(redis_vps.server.host_files) runs left on the host (their
+        O(redis_vps.server.host_files#module:record) option) against the host as it is now (RV(records),
+        RV(records_moved)), for the host_files tasks later in the run (their
+        O(redis_vps.server.host_files#module:recorded) option): a rerun then needs no module run for them."
+    type: bool
+    default: false
   credentials_dir:
     description: The host's credential store (one root-only file per password); only the names of its files are returned.
     type: path
@@ -149,6 +157,19 @@ inventory:
   returned: when O(inventory) is true
   sample: {packages: [nftables, redis-server, redis-tools], units: [redis-server.service, multi-user.target.wants],
            apt_lists: true}
+records:
+  description:
+    - With O(records), name -> digest of each record of C(/var/lib/redis-vps/host_files) that the host still holds
+      (every file, folder, removed path, kernel value, group membership and unit as that run left it).
+    - Digests of a run's options (the passwords among them), never the options.
+  type: dict
+  returned: when O(records) is true
+  sample: {redis_kernel: 0c3f5e0d8a1b7f7d2c6e4a9b1f0e3d5c7a9b2e4f6d8c0a1b3e5f7d9c2b4a6e8f}
+records_moved:
+  description: With O(records), name -> what no longer holds, of each record the host no longer holds.
+  type: dict
+  returned: when O(records) is true
+  sample: {redis_exporter: /etc/systemd/system/redis-exporter@.service is not as written}
 php_fpm_versions:
   description: The PHP-FPM versions installed (C(/usr/sbin/php-fpmX.Y)), oldest first.
   type: list
@@ -216,6 +237,7 @@ from urllib.parse import unquote
 
 from ansible_collections.redis_vps.server.plugins.module_utils.quiet_module import QuietModule
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_resp import RedisError, connect
+from ansible_collections.redis_vps.server.plugins.module_utils import records as host_records
 from ansible_collections.redis_vps.server.plugins.module_utils.redis_handmade import inspect as inspect_package_instance, queue_data
 
 
@@ -407,6 +429,7 @@ def main():
                            engines=dict(type="list", elements="str", required=True),
                            packages=dict(type="list", elements="str", default=[]),
                            inventory=dict(type="bool", default=False),
+                           records=dict(type="bool", default=False),
                            credentials_dir=dict(type="path", default="/etc/redis-vps/credentials"),
                            backup_dir=dict(type="path", default="/etc/redis-vps-backup"),
                            compare=dict(type="dict", default={}, no_log=True),
@@ -428,6 +451,11 @@ def main():
     there = dpkg_installed(dpkg_status()) if params["inventory"] or params["packages"] else set()
     if params["inventory"]:
         extra["inventory"] = host_inventory(there)
+    if params["records"]:
+        try:
+            extra["records"], extra["records_moved"] = host_records.holding(module.run_command)
+        except RuntimeError as exc:
+            extra["records"], extra["records_moved"] = {}, {"*": str(exc)}
     if params["queue"]:
         extra["queue_data"] = queue_data(params["queue"]["conf"], params["queue"]["dir"])
     module.exit_json(

@@ -23,6 +23,10 @@ def test_a_line_above_the_include_stops_the_run_and_keeps_sshd_as_it_was(every_h
         for host, _, _ in every_host:
             assert (host.run("sha256sum %s" % DROP_IN).stdout, host.run("systemctl show -p MainPID ssh").stdout) == before[host]
             assert host.service("ssh").is_running
+        # And again: the failed run's record of sshd -T's output is gone, so the next run checks
+        # again instead of skipping the hardening's module run as if nothing had moved.
+        rc, out = playbook()
+        assert rc != 0 and said in out.replace("''", "'"), out[-3000:]
     finally:
         for host, _, _ in every_host:
             host.run_test("sed -i '1{/^PasswordAuthentication yes$/d}' /etc/ssh/sshd_config")

@@ -58,7 +58,10 @@ PRODUCED_FACTS = {
               "redis_packages_wanted", "redis_client_packages_wanted",
               # validate: the host's packages and masked units as its read found them, for
               # playbooks/packages.yml's vps_packages_found (no look of its own on a rerun).
-              "redis_host_inventory"},
+              "redis_host_inventory",
+              # validate: the digests of the records of the last run's host_files tasks that the host
+              # still holds, for playbooks/packages.yml's host_files_recorded (no module run for them).
+              "redis_host_records"},
     # tasks/main.yml: the X.Y of the newest php-fpmX.Y on the host, used in paths and units.
     # The entry point validate: the packages for playbooks/packages.yml (as every role's below).
     "php_session": {"php_session_php_version", "php_session_packages_wanted"},

@@ -8,7 +8,7 @@ import stat
 import subprocess
 
 import pytest
-from ansible_collections.redis_vps.server.plugins.module_utils import files, systemd
+from ansible_collections.redis_vps.server.plugins.module_utils import files, records, systemd
 from ansible_collections.redis_vps.server.plugins.modules import host_files as mod
 
 
@@ -80,10 +80,10 @@ def test_systemctl_show_of_several_units_is_parsed_in_the_order_asked():
 
 
 def test_the_choice_in_force_of_a_kernel_file():
-    assert mod.current_choice("always madvise [never]\n") == "never"
-    assert mod.current_choice("1\n") == "1"
-    assert mod.current_choice("4096\t 8192\n") == "4096 8192"
-    assert mod.sysctl_path("net.core.somaxconn") == "/proc/sys/net/core/somaxconn"
+    assert records.current_choice("always madvise [never]\n") == "never"
+    assert records.current_choice("1\n") == "1"
+    assert records.current_choice("4096\t 8192\n") == "4096 8192"
+    assert records.sysctl_path("net.core.somaxconn") == "/proc/sys/net/core/somaxconn"
 
 
 class Module:
@@ -135,7 +135,7 @@ def test_a_secret_content_is_not_in_the_modules_log_line(monkeypatch):
     monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy", raising=False)
     logged = []
     monkeypatch.setattr(basic.AnsibleModule, "log", lambda self, msg, log_args=None: logged.append(msg))
-    module = basic.AnsibleModule(argument_spec=mod.ARGUMENT_SPEC, supports_check_mode=True)
+    module = basic.AnsibleModule(argument_spec=records.ARGUMENT_SPEC, supports_check_mode=True)
     assert module.params["secrets"]["/etc/x.ini"] == secret
     assert logged and "/etc/x.ini" in logged[0] and "S3cretPassw0rd" not in logged[0], logged
 
