@@ -429,8 +429,6 @@ def sync_kernel(module, result, path, key, value):
     result["changed"] = True
 
 
-
-
 def run(module, result, argv, what):
     rc, out, err = module.run_command(argv)
     if rc != 0:
@@ -608,8 +606,6 @@ def sync_units(module, result, notified, states):
             run(module, result, spec["check"], "the check before reloading " + spec["name"])
         run(module, result, ["systemctl", "reload" if spec["on_change"] == "reload" else "restart", spec["name"]],
             "%sing %s" % (spec["on_change"], spec["name"]))
-
-
 
 
 def write_record(module, result):
