@@ -15,11 +15,6 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.redis_vps.server.plugins.module_utils import records
 
-# What the module returns when it finds nothing to do.
-UNCHANGED = dict(dirs=[], written=[], removed=[], backups={}, live={}, live_skipped=[], groups_added=[],
-                 daemon_reload=False, masked=[], units={}, probes={})
-
-
 def held(args):
     """Whether the host holds what a task of these options asks: their digest is the one its
     record had in O(recorded) (the read earlier in the run), and nothing in them acts each time."""
@@ -40,7 +35,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         if held(self._task.args):
-            result.update(UNCHANGED, changed=False, recorded=True)
+            result.update(records.unchanged_result(), recorded=True)
             return result
         result.update(self._execute_module(module_name="redis_vps.server.host_files", module_args=self._task.args,
                                            task_vars=task_vars))

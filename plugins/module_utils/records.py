@@ -123,11 +123,18 @@ def sysctl_path(name):
     return "/proc/sys/" + name.replace(".", "/")
 
 
-def kernel_paths(params):
-    """path -> the key host_files reports it by, of every kernel value of the options."""
-    out = dict((sysctl_path(name), name) for name in params["sysctl"])
-    out.update((path, path) for path in params["sysfs"])
-    return out
+def kernel_values(params):
+    """(path, the key host_files reports it by, the value wanted) of every kernel value of the
+    options: O(sysctl)'s by their /proc/sys path, O(sysfs)'s by their own."""
+    return ([(sysctl_path(name), name, value) for name, value in params["sysctl"].items()]
+            + [(path, path, value) for path, value in params["sysfs"].items()])
+
+
+def unchanged_result():
+    """What host_files returns when it finds nothing to do (the module's start, and the action
+    plugin's answer where the run is skipped)."""
+    return dict(changed=False, dirs=[], written=[], removed=[], backups={}, live={}, live_skipped=[], groups_added=[],
+                daemon_reload=False, masked=[], units={}, probes={})
 
 
 def file_digest(path):
@@ -165,7 +172,7 @@ def snapshot(params, contents, probes):
     dirs = []
     for spec in params["dirs"]:
         dirs.append([spec["path"]] + list(host_file.ids(spec["owner"], spec["group"], spec["mode"])))
-    kernel = dict((path, current_choice(host_file.read(path))) for path in kernel_paths(params))
+    kernel = dict((path, current_choice(host_file.read(path))) for path, _key, _value in kernel_values(params))
     return dict(format=FORMAT, digest=digest(params), files=files, dirs=dirs, absent=list(params["absent"]),
                 kernel=kernel, groups=[[spec["user"], spec["group"]] for spec in params["user_groups"]],
                 units=[[spec["name"], spec["state"], spec["enabled"], spec["started"]] for spec in params["units"]],

@@ -247,6 +247,8 @@ EXAMPLES = r"""
       - name: redis-vps-backup@queue.timer
         on_change: restart
 
+# With a record: no module run where the host still holds what the last run put in place
+# (host_files_recorded: the validation's read, redis_vps.server.redis_host with records: true).
 - name: Kernel settings for Redis, at boot and now
   redis_vps.server.host_files:
     files:
@@ -256,6 +258,8 @@ EXAMPLES = r"""
       vm.overcommit_memory: 1
     sysfs:
       /sys/kernel/mm/transparent_hugepage/enabled: never
+    record: redis_kernel
+    recorded: "{{ host_files_recorded | default({}) }}"
 
 - name: A firewall checked before it replaces the old one, loaded by its unit
   redis_vps.server.host_files:
@@ -281,17 +285,6 @@ EXAMPLES = r"""
     units:
       - name: php8.4-fpm.service
         check: [php-fpm8.4, --test]
-
-- name: The kernel settings again, no module run where the host still holds what the last run put in place
-  redis_vps.server.host_files:
-    files:
-      - path: /etc/sysctl.d/60-redis.conf
-        content: "vm.overcommit_memory=1\n"
-    sysctl:
-      vm.overcommit_memory: 1
-    record: redis_kernel
-    # (the validation's read: redis_vps.server.redis_host with records: true)
-    recorded: "{{ host_files_recorded | default({}) }}"
 """
 
 RETURN = r"""
@@ -462,8 +455,7 @@ def check_files(module, result, files):
             module.fail_json(msg="cannot check %s: %s" % (spec["path"], exc), **result)
 
 
-def sync_files(module, result, notified, diffs):
-    files = contents(module, result)
+def sync_files(module, result, notified, diffs, files):
     if not module.check_mode:
         check_files(module, result, files)
     for spec, content in files:
@@ -608,15 +600,13 @@ def sync_units(module, result, notified, states):
             "%sing %s" % (spec["on_change"], spec["name"]))
 
 
-def write_record(module, result):
+def write_record(module, result, files):
     """O(record): what this run put in place, for the next run's check (module_utils/records.py)."""
     name = module.params["record"]
     if not name or module.check_mode:
         return
-    if not records.NAME.match(name):
-        module.fail_json(msg="record: %r is not a name of lowercase letters, digits and _" % name, **result)
     try:
-        records.write(name, records.snapshot(module.params, dict((spec["path"], content) for spec, content in contents(module, result)),
+        records.write(name, records.snapshot(module.params, dict((spec["path"], content) for spec, content in files),
                                              result["probes"]))
     except (OSError, KeyError, ValueError) as exc:
         module.fail_json(msg="cannot write the record %s: %s" % (records.path_of(name), exc), **result)
@@ -628,16 +618,16 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    result = dict(changed=False, dirs=[], written=[], removed=[], backups={}, live={}, live_skipped=[], groups_added=[],
-                  daemon_reload=False, masked=[], units={}, probes={})
+    result = records.unchanged_result()
+    if params["record"] and not records.NAME.match(params["record"]):
+        module.fail_json(msg="record: %r is not a name of lowercase letters, digits and _" % params["record"], **result)
+    files = contents(module, result)
     notified, diffs = set(), []
     sync_dirs(module, result)
-    sync_files(module, result, notified, diffs)
+    sync_files(module, result, notified, diffs, files)
     remove_files(module, result)
-    for name, value in params["sysctl"].items():
-        sync_kernel(module, result, records.sysctl_path(name), name, value)
-    for path, value in params["sysfs"].items():
-        sync_kernel(module, result, path, path, value)
+    for path, key, value in records.kernel_values(params):
+        sync_kernel(module, result, path, key, value)
     sync_groups(module, result, notified)
     unknown = notified - set(spec["name"] for spec in params["units"])
     if unknown:
@@ -654,7 +644,7 @@ def main():
         result["probes"][probe["name"]] = dict(rc=rc, stdout=out, stdout_lines=out.splitlines(), stderr=err)
     if diffs and module._diff:
         result["diff"] = diffs
-    write_record(module, result)
+    write_record(module, result, files)
     module.exit_json(**result)
 
 
