@@ -15,6 +15,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.redis_vps.server.plugins.module_utils import records
 
+
 def held(args):
     """Whether the host holds what a task of these options asks: their digest is the one its
     record had in O(recorded) (the read earlier in the run), and nothing in them acts each time."""
